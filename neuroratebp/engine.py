@@ -1,0 +1,98 @@
+"""Training-step engine: one switch picks rate_m, rate_s, bptt or bptt_s on an unchanged model.
+
+rate-BP (Yu et al., NeurIPS 2024): T graph-free forward steps that leave each neuron's rate and
+eligibility kappa behind, then one forward/backward on time-averaged data through the same layers.
+Memory saved for backward is independent of T. BPTT keeps the whole T-step graph instead.
+Multi-step variants (``*_m``, ``bptt``) push all T steps through a layer before the next as one
+``(T*B, ...)`` batch; single-step variants (``*_s``) call the network once per step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from .network import SNN
+from .neuron import StepMode
+
+METHODS: dict[str, tuple[str, StepMode]] = {
+    "rate_m": ("rate", "m"),
+    "rate_s": ("rate", "s"),
+    "bptt": ("bptt", "m"),
+    "bptt_s": ("bptt", "s"),
+}
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def check_method(method: str) -> tuple[str, StepMode]:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def as_sequence(model: SNN, x: Tensor, timesteps: int) -> Tensor:
+    """Input as ``(T, B, ...)``: a static sample is repeated (direct encoding), a sequence kept."""
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    sample_dims = len(model.input_shape)
+    if x.dim() == sample_dims + 1:
+        return x.unsqueeze(0).expand(timesteps, *x.shape)
+    if x.dim() == sample_dims + 2:
+        if x.shape[0] != timesteps:
+            raise ValueError(f"input sequence has {x.shape[0]} steps but timesteps={timesteps}")
+        return x
+    raise ValueError(f"input of shape {tuple(x.shape)} does not match the model's sample shape "
+                     f"{model.input_shape} (expected (B, ...) or (T, B, ...))")
+
+
+def run_steps(model: SNN, xs: Tensor, step_mode: StepMode) -> Tensor:
+    """Logits = mean over t of the readout, for a ``(T, B, ...)`` input, in the current phase."""
+    T, B = xs.shape[:2]
+    model.reset_state()
+    if step_mode == "m":
+        out = model(xs.reshape(T * B, *xs.shape[2:]))
+        return out.reshape(T, B, *out.shape[1:]).mean(0)
+    total = model(xs[0])
+    for t in range(1, T):
+        total = total + model(xs[t])
+    return total / T
+
+
+def infer(model: SNN, x: Tensor, timesteps: int, step_mode: StepMode = "m") -> Tensor:
+    """Logits of a forward simulation (no gradient); the caller picks train/eval mode."""
+    model.set_phase("bptt", step_mode, timesteps)
+    with torch.no_grad():
+        return run_steps(model, as_sequence(model, x, timesteps), step_mode)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: Tensor
+    logits: Tensor
+
+
+def forward_backward(model: SNN, x: Tensor, target: Tensor, method: str, timesteps: int,
+                     loss_fn: LossFn = F.cross_entropy, grad_scale: float = 1.0) -> StepResult:
+    """Accumulate the gradient of ``loss_fn(logits, target)`` into ``model``'s parameters.
+
+    ``grad_scale`` multiplies the gradient (the official rate-BP code uses 1/T for rate methods).
+    The returned logits are those of the true spiking forward pass for every method.
+    """
+    kind, mode = check_method(method)
+    xs = as_sequence(model, x, timesteps)
+    if kind == "bptt":
+        model.set_phase("bptt", mode, timesteps)
+        logits = run_steps(model, xs, mode)
+    else:
+        model.set_phase("spike", mode, timesteps)
+        with torch.no_grad():
+            run_steps(model, xs, mode)
+        model.set_phase("rate", mode, timesteps)
+        logits = model(xs.mean(0))
+    loss = loss_fn(logits, target)
+    (loss * grad_scale if grad_scale != 1.0 else loss).backward()
+    return StepResult(loss.detach(), logits.detach())

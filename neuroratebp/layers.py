@@ -1,0 +1,93 @@
+"""Layers other than the neuron: rate-aware batch norm, sum pooling and residual addition.
+
+Convolutions, linear layers, average pooling and flatten are plain torch modules: they are linear,
+so the same call serves a multi-step ``(T*B, ...)`` batch, a single step ``(B, ...)`` and the rate
+pass on time-averaged data.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .neuron import Phase, StepMode
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """Batch norm over ``(N, C)`` or ``(N, C, H, W)`` that supports the rate pass.
+
+    Spike stage (training): normalises with the batch statistics of the spike-stage input and
+    records them -- over all T*B samples in multi-step mode, or per step in single-step mode
+    (combined as mu = mean_t mu_t, var = 1 / mean_t 1/(var_t + eps)).
+    Rate pass (training): the statistics take their *value* from the spike stage and their
+    *gradient* from the batch statistics of the time-averaged input. For a perturbation of the
+    input that is constant in time both statistics move alike, so this is the rate-coded
+    Jacobian; in multi-step mode the output value equals the time mean of the spike stage's.
+    Eval: running statistics, a fixed affine map (what export folds into the weights).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.phase: Phase = "bptt"
+        self.step_mode: StepMode = "m"
+        self.reset_state()
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"BatchNorm expects (N, C) or (N, C, H, W) input, got {x.dim()}-D")
+
+    def reset_state(self) -> None:
+        self._mu_sum: Tensor | None = None
+        self._inv_var_sum: Tensor | None = None
+        self._steps = 0
+
+    @staticmethod
+    def _stats(x: Tensor) -> tuple[Tensor, Tensor]:
+        dims = [0, *range(2, x.dim())]
+        return x.mean(dims), x.var(dims, unbiased=False)
+
+    def _record(self, x: Tensor) -> None:
+        mu, var = self._stats(x)
+        inv = 1.0 / (var + self.eps)
+        if self._mu_sum is None or self.step_mode == "m":
+            self._mu_sum, self._inv_var_sum, self._steps = mu, inv, 1
+        else:
+            self._mu_sum = self._mu_sum + mu
+            self._inv_var_sum = self._inv_var_sum + inv
+            self._steps += 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.phase == "spike":
+            self._record(x.detach())
+        if self.training and self.phase == "rate":
+            return self._rate_forward(x)
+        return super().forward(x)
+
+    def _rate_forward(self, c: Tensor) -> Tensor:
+        if self._mu_sum is None or self._inv_var_sum is None:
+            raise RuntimeError("BatchNorm rate pass before a spike stage")
+        mu_spike = self._mu_sum / self._steps
+        var_spike = self._steps / self._inv_var_sum - self.eps
+        mu_rate, var_rate = self._stats(c)
+        mu = mu_spike + (mu_rate - mu_rate.detach())
+        var = var_spike + (var_rate - var_rate.detach())
+        shape = (1, -1) + (1,) * (c.dim() - 2)
+        xhat = (c - mu.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return xhat * self.weight.view(shape) + self.bias.view(shape)
+
+
+class SumPool2d(nn.AvgPool2d):
+    """Sum over each pooling window (NIR SumPool2d); a chip does this with unit weights."""
+
+    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0) -> None:
+        super().__init__(kernel_size, stride=stride, padding=padding, divisor_override=1)
+
+
+class Add(nn.Module):
+    """Residual junction: the sum of its inputs (NIR expresses it as fan-in)."""
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out + x
+        return out
+

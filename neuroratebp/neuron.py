@@ -1,0 +1,221 @@
+"""Discrete leaky integrate-and-fire neuron with the three behaviours rate-BP needs.
+
+One step (t = 1..T)::
+
+    u_t = lam * v_{t-1} + I_t          membrane before firing
+    s_t = H(u_t - theta)                spike (>= or strict >)
+    v_t = u_t * (1 - s_t)               hard reset to 0   (Loihi / Lava)
+    v_t = u_t - theta * s_t             soft reset        (rate-BP paper)
+
+The :class:`LIF` module runs in one of three phases, set by the engine (``neuroratebp.engine``):
+
+``bptt``   spikes with a surrogate gradient, autograd through time (the baseline).
+``spike``  graph-free: spikes plus the per-neuron rate ``r`` and eligibility ``kappa = d r / d c``
+           kept online in O(1) memory per neuron, independent of T.
+``rate``   one differentiable call on the time-averaged current ``c``: value ``r``,
+           Jacobian ``diag(kappa)``.
+
+and in one of two step modes: ``m`` (multi-step, input ``(T*B, ...)`` time-major) or ``s``
+(single-step, called T times, state kept between calls).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+Reset = Literal["hard", "soft"]
+Comparison = Literal["ge", "gt"]
+Phase = Literal["bptt", "spike", "rate"]
+StepMode = Literal["m", "s"]
+
+DECAY_BITS = 12
+"""Loihi/Lava quantize the voltage decay to 12 bits: lam = 1 - dv / 4096."""
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Parameters of the discrete LIF neuron and of its surrogate gradient."""
+
+    lam: float = 0.2
+    theta: float = 1.0
+    reset: Reset = "soft"
+    comparison: Comparison = "ge"
+    detach_reset: bool = True
+    alpha: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"neuron lam must lie in [0, 1], got {self.lam}")
+        if self.theta <= 0:
+            raise ValueError(f"neuron theta must be positive, got {self.theta}")
+        if self.reset not in ("hard", "soft"):
+            raise ValueError(f"neuron reset must be 'hard' or 'soft', got {self.reset!r}")
+        if self.comparison not in ("ge", "gt"):
+            raise ValueError(f"neuron comparison must be 'ge' or 'gt', got {self.comparison!r}")
+        if self.alpha <= 0:
+            raise ValueError(f"neuron alpha must be positive, got {self.alpha}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def snap_decay(lam: float, bits: int = DECAY_BITS) -> float:
+    """Nearest decay on the chip's grid lam = 1 - k / 2**bits."""
+    scale = 2 ** bits
+    return 1.0 - round((1.0 - lam) * scale) / scale
+
+
+PRESETS: dict[str, NeuronConfig] = {
+    # The rate-BP paper's defaults (official code): reproduces its results.
+    "paper": NeuronConfig(lam=0.2, theta=1.0, reset="soft", comparison="ge", detach_reset=True),
+    # What Lava's LIF computes: reset to 0, spike when v > vth, 12-bit decay.
+    "chip": NeuronConfig(lam=snap_decay(0.2), theta=1.0, reset="hard", comparison="gt",
+                         detach_reset=True),
+}
+
+
+def neuron_config(preset: str = "chip", **overrides: Any) -> NeuronConfig:
+    """A preset with overrides; the chip preset keeps lam on the 12-bit decay grid."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown neuron preset {preset!r}; choose from {sorted(PRESETS)}")
+    cfg = replace(PRESETS[preset], **overrides)
+    if preset == "chip":
+        cfg = replace(cfg, lam=snap_decay(cfg.lam))
+    return cfg
+
+
+def surrogate_grad(x: Tensor, alpha: float) -> Tensor:
+    """Derivative of sigmoid(alpha * x): peak alpha / 4 at x = 0 (the threshold)."""
+    sig = torch.sigmoid(alpha * x)
+    return alpha * sig * (1.0 - sig)
+
+
+def heaviside(x: Tensor, comparison: Comparison) -> Tensor:
+    return (x > 0).to(x.dtype) if comparison == "gt" else (x >= 0).to(x.dtype)
+
+
+class SpikeFunction(torch.autograd.Function):
+    """Heaviside step forward, sigmoid-derivative surrogate backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, alpha: float, comparison: str) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return heaviside(x, comparison)  # type: ignore[arg-type]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * surrogate_grad(x, ctx.alpha), None, None
+
+
+class LIF(nn.Module):
+    """LIF layer that runs BPTT, the graph-free spike stage with traces, or the rate pass."""
+
+    def __init__(self, config: NeuronConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.phase: Phase = "bptt"
+        self.step_mode: StepMode = "m"
+        self.timesteps = 1
+        self.reset_state()
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"lam={c.lam}, theta={c.theta}, reset={c.reset}, comparison={c.comparison}"
+
+    def reset_state(self) -> None:
+        """Forget membrane and trace accumulators (start of a new sample window)."""
+        self.v: Tensor | None = None
+        self._e: Tensor | None = None
+        self._spike_sum: Tensor | None = None
+        self._elig_sum: Tensor | None = None
+        self._steps = 0
+        self.rate: Tensor | None = None
+        self.kappa: Tensor | None = None
+
+    # -- one step of the dynamics -------------------------------------------------------------
+    def _step(self, v: Tensor | None, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        c = self.config
+        u = current if v is None else c.lam * v + current
+        if torch.is_grad_enabled():
+            s = SpikeFunction.apply(u - c.theta, c.alpha, c.comparison)
+        else:
+            s = heaviside(u - c.theta, c.comparison)
+        s_reset = s.detach() if c.detach_reset else s
+        v_next = u * (1.0 - s_reset) if c.reset == "hard" else u - c.theta * s_reset
+        return u, s, v_next
+
+    def _trace_step(self, u: Tensor, s: Tensor) -> None:
+        """Online eligibility: kappa = mean_t e_t g(u_t), e_{t+1} = 1 + lam rho_t e_t."""
+        c = self.config
+        g = surrogate_grad(u - c.theta, c.alpha)
+        e = torch.ones_like(u) if self._e is None else self._e
+        if c.reset == "soft":
+            rho = torch.ones_like(u) if c.detach_reset else 1.0 - c.theta * g
+        else:
+            rho = 1.0 - s if c.detach_reset else (1.0 - s) - u * g
+        eg = e * g
+        self._elig_sum = eg if self._elig_sum is None else self._elig_sum + eg
+        self._spike_sum = s if self._spike_sum is None else self._spike_sum + s
+        self._e = 1.0 + c.lam * rho * e
+        self._steps += 1
+
+    def _close_window(self) -> None:
+        assert self._spike_sum is not None and self._elig_sum is not None
+        self.rate = self._spike_sum / self._steps
+        self.kappa = self._elig_sum / self._steps
+
+    # -- phases -------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.phase == "rate":
+            return self._rate_forward(x)
+        if self.step_mode == "s":
+            return self._single_step(x)
+        return self._multi_step(x)
+
+    def _multi_step(self, x: Tensor) -> Tensor:
+        T = self.timesteps
+        if x.shape[0] % T:
+            raise ValueError(f"LIF multi-step input has leading size {x.shape[0]}, "
+                             f"not a multiple of T={T}")
+        xs = x.reshape(T, x.shape[0] // T, *x.shape[1:])
+        self.reset_state()
+        tracing = self.phase == "spike"
+        v: Tensor | None = None
+        spikes = []
+        for t in range(T):
+            u, s, v = self._step(v, xs[t])
+            if tracing:
+                self._trace_step(u, s)
+            spikes.append(s)
+        out = torch.stack(spikes)
+        if tracing:
+            self._close_window()
+        else:
+            self.rate = out.detach().mean(0)
+        return out.reshape(x.shape)
+
+    def _single_step(self, x: Tensor) -> Tensor:
+        u, s, self.v = self._step(self.v, x)
+        if self.phase == "spike":
+            self._trace_step(u, s)
+            self._close_window()
+        else:
+            self._spike_sum = s.detach() if self._spike_sum is None else self._spike_sum + s.detach()
+            self._steps += 1
+            self.rate = self._spike_sum / self._steps
+        return s
+
+    def _rate_forward(self, current: Tensor) -> Tensor:
+        if self.rate is None or self.kappa is None:
+            raise RuntimeError("rate pass before a spike stage: run the spike phase first")
+        if current.shape != self.rate.shape:
+            raise ValueError(f"rate pass current shape {tuple(current.shape)} does not match "
+                             f"the spike stage's {tuple(self.rate.shape)}")
+        linear = self.kappa * current
+        return self.rate + linear - linear.detach()
+
