@@ -1,0 +1,47 @@
+"""The ``neuroratebp`` command: one subcommand per module in ``neuroratebp.commands``.
+
+Each command module exposes ``add_parser(subparsers)`` (which sets ``func``) and keeps its own
+logic; this file only dispatches and turns expected failures into one-line errors.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = ("train", "eval", "export", "import", "check", "simulate", "learn")
+"""Subcommand modules under neuroratebp.commands, in help order (missing ones are skipped)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuroratebp",
+        description="Train SNNs with rate-based backpropagation, export through NIR, "
+                    "simulate them on Loihi 2 with Lava.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"neuroratebp.commands.{name}_cmd")
+        except ModuleNotFoundError as e:
+            if e.name == f"neuroratebp.commands.{name}_cmd":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"neuroratebp {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"neuroratebp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
