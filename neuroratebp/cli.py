@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError) as e:
         print(f"neuroratebp {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
