@@ -1,0 +1,41 @@
+# Two entry points do all set-up on a fresh machine:
+#   make demo   train -> export -> simulate on chip, on a small default
+#   make test   the default (fast) test suite
+# Set-up: a virtual environment in .venv with torch 2.13.0 (CPU build), the project with its
+# extras, lava-nc 0.10.0 / lava-dl 0.6.0 (no-deps: they declare Python < 3.11; their real needs
+# are the project's `lava` extra), and Debian's Fashion-MNIST.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.neuroratebp-installed
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN ?= runs/demo
+
+.PHONY: setup demo test test-slow clean
+
+setup: $(STAMP) $(FMNIST)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[lava,test]"
+	$(BIN)/pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
+	touch $@
+
+$(FMNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
+
+demo: setup
+	$(BIN)/neuroratebp train models/fmnist_mlp.toml --method rate_m --timesteps 4 --epochs 1 --out $(RUN)
+
+test: setup
+	$(BIN)/pytest
+
+test-slow: setup
+	$(BIN)/pytest -m slow
+
+clean:
+	rm -rf $(VENV) runs
