@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from .interchange.graph_spec import graph_nodes
 from .layers import Add, BatchNorm, SumPool2d
 from .network import INPUT, SNN, Node
 from .neuron import LIF, NeuronConfig
@@ -125,7 +126,13 @@ def build_resnet(b: _Builder, input_shape: Sequence[int], cfg: Mapping[str, Any]
     b.head(c, spec["hidden"], classes)
 
 
-ARCHITECTURES = {"mlp": build_mlp, "vgg": build_vgg, "resnet": build_resnet}
+def build_graph(b: _Builder, input_shape: Sequence[int], cfg: Mapping[str, Any],
+                classes: int) -> None:
+    """Layers listed as plain data (e.g. an imported NIR graph), see interchange.graph_spec."""
+    b.nodes.extend(graph_nodes(cfg.get("layers", []), b.neuron))
+
+
+ARCHITECTURES = {"mlp": build_mlp, "vgg": build_vgg, "resnet": build_resnet, "graph": build_graph}
 
 
 def build_model(model: Mapping[str, Any], neuron: NeuronConfig) -> SNN:
