@@ -1,0 +1,88 @@
+"""Public entry points of the Loihi 2 target: what ``check`` and ``simulate`` commands call."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nir
+import numpy as np
+
+from .emulator import emulate_batches
+from .graph import Network, lower
+from .quantize import ChipNet, LayerReport, Precision, compile_network
+from .reference import run_reference
+from .resources import check_fit
+
+BACKENDS = ("emulator", "lava")
+
+
+def load_graph(path: str | Path) -> nir.NIRGraph:
+    """Read a NIR file; any failure becomes a one-line ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        return nir.read(str(path))
+    except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for a bad file
+        raise ValueError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
+
+
+def compile_graph(graph: nir.NIRGraph, precision: Precision = "fixed", **options
+                  ) -> tuple[Network, ChipNet, list[LayerReport]]:
+    net = lower(graph)
+    chip, reports = compile_network(net, precision, **options)
+    return net, chip, reports
+
+
+def check(graph: nir.NIRGraph, percentile: float = 100.0) -> dict:
+    """Resources, bit widths and fit on one chip, plus quantization report and warnings."""
+    net, chip, reports = compile_graph(graph, "fixed", percentile=percentile)
+    result = check_fit(chip, reports)
+    result["warnings"] = net.meta.warnings() + result["warnings"]
+    return result
+
+
+def reference_logits(graph: nir.NIRGraph, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([run_reference(graph, images[i:i + batch_size]).logits
+                           for i in range(0, len(images), batch_size)])
+
+
+def import_lava():
+    """Import the Lava backend. Lava sets the multiprocessing start method when imported, which
+    fails once anything has created a multiprocessing lock (tqdm does): import it first."""
+    from . import lava_backend
+    return lava_backend
+
+
+def simulate(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray | None = None,
+             backend: str = "emulator", precision: Precision = "fixed",
+             progress: Callable[[int], None] | None = None) -> dict:
+    """Accuracy, agreement with the float NIR reference, spike rates and time per sample."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    net, chip, reports = compile_graph(graph, precision)
+    start = time.perf_counter()
+    if backend == "lava":
+        result, per_sample = import_lava().run_lava(chip, images, record=True, progress=progress)
+    else:
+        result = emulate_batches(chip, images, progress=progress)
+        per_sample = (time.perf_counter() - start) / max(len(images), 1)
+    ref = reference_logits(graph, images)
+    pred, ref_pred = result.logits.argmax(1), ref.argmax(1)
+    sizes = {p.name: p.size for p in chip.populations}
+    out = {
+        "backend": backend, "precision": precision, "samples": int(len(images)),
+        "timesteps": chip.timesteps, "window": chip.window,
+        "agreement_with_reference": float(np.mean(pred == ref_pred)),
+        "max_logit_error": float(np.abs(result.logits - ref).max()) if len(images) else 0.0,
+        "spike_rates": {k: float(c.mean() / (sizes[k] * chip.timesteps))
+                        for k, c in result.spike_counts.items()},
+        "saturation_events": result.saturation,
+        "seconds_per_sample": per_sample,
+        "warnings": net.meta.warnings() + [f"{r.name}: {w}" for r in reports for w in r.warnings],
+    }
+    if labels is not None:
+        out["accuracy"] = float(np.mean(pred == labels))
+        out["reference_accuracy"] = float(np.mean(ref_pred == labels))
+    return out

@@ -1,0 +1,66 @@
+"""``neuroratebp check model.nir --target loihi2``: does the network fit the chip, and at what cost.
+
+Reports per layer neurons, synapses, cores and fixed-point choices (scale, weight exponents,
+threshold, quantization error), totals against one chip, and what does not fit and why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from hw_targets import get_target
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("check", help="resources and fixed-point fit on a hardware target",
+                              description=__doc__)
+    p.add_argument("model", help="model.nir written by `neuroratebp export --to nir`")
+    p.add_argument("--target", default="loihi2", help="hardware target (default: loihi2)")
+    p.add_argument("--percentile", type=float, default=100.0,
+                   help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
+                        "no clipping)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    target = get_target(args.target)
+    report = target.check(target.load_graph(args.model), percentile=args.percentile)
+    if args.json:
+        print(json.dumps(_plain(report)))
+        return 0 if report["fits"] else 1
+    print(f"{args.model} on {report['target']} (T={report['timesteps']}, "
+          f"{report['window']} steps per sample incl. layer delays)")
+    print(f"{'layer':<14}{'neurons':>10}{'synapses':>12}{'stored w':>10}{'cores':>7}"
+          f"{'w_exp':>9}{'vth':>8}{'w err':>8}{'clip':>7}")
+    for layer, q in zip(report["layers"], report["quantization"]):
+        exps = ",".join(str(e) for e in layer["weight_exp"])
+        print(f"{layer['name']:<14}{layer['neurons']:>10,}{layer['synapses']:>12,}"
+              f"{layer['stored_weights']:>10,}{layer['cores']:>7}{exps:>9}{int(q['vth']):>8}"
+              f"{q['weight_rel_error']:>8.2%}{q['weight_clipped']:>7.2%}")
+    t, lim = report["totals"], report["limits"]
+    print(f"{'total':<14}{t['neurons']:>10,}{t['synapses']:>12,}{t['stored_weights']:>10,}{t['cores']:>7}")
+    print(f"chip limits: {lim['neurons']:,} neurons, {lim['synapses']:,} synapses, {lim['cores']} cores")
+    print("cores per layer = max(neurons / neurons per core, synapse bytes / synaptic memory per "
+          "core); synapses = connections of the expanded matrix")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+    if report["fits"]:
+        print("fits one chip")
+        return 0
+    for p in report["problems"]:
+        print(f"does not fit: {p}")
+    return 1
