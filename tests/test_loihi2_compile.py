@@ -1,0 +1,121 @@
+"""Loihi 2 target without Lava: lowering, float exactness, quantization report, check command."""
+from __future__ import annotations
+
+import json
+import tomllib
+
+import nir
+import numpy as np
+import pytest
+
+from hw_targets import get_target
+from hw_targets.loihi2 import examples as ex
+from hw_targets.loihi2.emulator import emulate
+from hw_targets.loihi2.graph import lower
+from hw_targets.loihi2.quantize import compile_network
+from hw_targets.loihi2.reference import run_reference
+from hw_targets.loihi2.resources import check_fit
+from hw_targets.loihi2.spec import SPEC_FILE, Spec
+from neuroratebp.cli import main
+
+GRAPHS = {"mlp": ex.mlp_graph, "conv": ex.conv_graph, "residual": ex.residual_graph}
+
+
+@pytest.mark.parametrize("kind", sorted(GRAPHS))
+def test_float_chip_reproduces_nir_reference(kind):
+    """Delays realigned, the float chip gives the reference's spike counts and logits."""
+    graph = GRAPHS[kind]()
+    x = ex.random_images(graph, 32)
+    ref = run_reference(graph, x)
+    chip, _ = compile_network(lower(graph), "float")
+    run = emulate(chip, chip.encode(x))
+    np.testing.assert_allclose(run.logits, ref.logits, atol=1e-9)
+    for name, counts in run.spike_counts.items():
+        np.testing.assert_array_equal(counts, ref.spikes[name].sum(axis=1))
+
+
+def test_residual_shortcut_gets_extra_delay():
+    net = lower(ex.residual_graph())
+    lif2 = net.population("lif2")
+    assert sorted((s.source, s.delay) for s in lif2.synapses) == [("lif0", 1), ("lif1", 0)]
+    assert net.window == 4 + 4
+
+
+def test_fixed_point_weights_on_lava_grid_and_close():
+    chip, reports = compile_network(lower(ex.mlp_graph()), "fixed")
+    for pop in chip.populations:
+        for syn in pop.synapses:
+            w = np.asarray(syn.weights)
+            assert w.min() >= -256 and w.max() <= 255
+            if w.min() < 0 < w.max():
+                assert np.all(w % 2 == 0)  # 8-bit mixed sign drops the LSB in Lava
+    assert all(r.weight_clipped == 0 and r.weight_rel_error < 0.02 for r in reports)
+    hidden = [p for p in chip.populations if not p.readout]
+    assert all(p.vth == 4096 and p.du == 4095 and p.dv == round(4096 * 0.2) for p in hidden)
+
+
+def test_report_flags_clipping_at_low_percentile():
+    _, reports = compile_network(lower(ex.mlp_graph()), "fixed", percentile=50)
+    assert all(r.weight_clipped > 0 for r in reports)
+    assert any("clipped" in w for r in reports for w in r.warnings)
+
+
+def test_fixed_agrees_with_float_reference_mostly():
+    graph = ex.mlp_graph((16, 32, 32, 4), seed=3)
+    x = ex.random_images(graph, 200)
+    ref = run_reference(graph, x).logits.argmax(1)
+    chip, _ = compile_network(lower(graph), "fixed")
+    assert np.mean(emulate(chip, chip.encode(x)).logits.argmax(1) == ref) > 0.9
+
+
+def test_unsupported_graph_is_a_value_error():
+    g = ex.mlp_graph()
+    g.metadata.pop("dt")
+    with pytest.raises(ValueError, match="dt"):
+        lower(g)
+    with pytest.raises(ValueError, match="unknown target"):
+        get_target("loihi9")
+
+
+@pytest.fixture
+def conv_file(tmp_path):
+    path = tmp_path / "conv.nir"
+    nir.write(str(path), ex.conv_graph())
+    return path
+
+
+def test_check_command_text_and_json(conv_file, capsys):
+    assert main(["check", str(conv_file)]) == 0
+    text = capsys.readouterr().out
+    assert "fits one chip" in text and "lif0" in text
+    assert main(["check", str(conv_file), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    conv0 = report["layers"][0]
+    assert conv0["neurons"] == 4 * 8 * 8 and conv0["stored_weights"] == 4 * 9
+    assert conv0["synapses"] == 1936  # 3x3 windows clipped at the border of an 8x8 map
+    assert report["totals"]["cores"] == 3 and report["fits"]
+
+
+def test_check_reports_what_does_not_fit():
+    table = tomllib.loads(SPEC_FILE.read_text())
+    table["chip"]["cores_per_chip"]["value"] = 2
+    chip, reports = compile_network(lower(ex.mlp_graph((4, 9000, 3))), "fixed")
+    report = check_fit(chip, reports, Spec(table))
+    assert report["layers"][0]["cores_by_neurons"] == 2  # 9000 neurons > 8192 per core
+    assert not report["fits"] and report["problems"] == ["cores: 3 > 2 per chip"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["check", "missing.nir"], "no such file"),
+    (["check", "{junk}"], "not a readable NIR file"),
+    (["check", "{ok}", "--target", "nope"], "unknown target"),
+])
+def test_bad_input_one_line_error(tmp_path, capsys, args, message):
+    junk = tmp_path / "junk.nir"
+    junk.write_text("not hdf5")
+    ok = tmp_path / "ok.nir"
+    nir.write(str(ok), ex.mlp_graph())
+    args = [a.format(junk=junk, ok=ok) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
