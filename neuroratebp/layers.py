@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .neuron import Phase, StepMode
 
@@ -42,10 +43,11 @@ class BatchNorm(nn.BatchNorm2d):
 
     @staticmethod
     def _stats(x: Tensor) -> tuple[Tensor, Tensor]:
-        dims = [0, *range(2, x.dim())]
-        return x.mean(dims), x.var(dims, unbiased=False)
+        var, mu = torch.var_mean(x, [0, *range(2, x.dim())], unbiased=False)
+        return mu, var
 
-    def _record(self, x: Tensor) -> None:
+    def _spike_forward(self, x: Tensor) -> Tensor:
+        """Normalise with batch statistics computed once, recorded for the rate pass."""
         mu, var = self._stats(x)
         inv = 1.0 / (var + self.eps)
         if self._mu_sum is None or self.step_mode == "m":
@@ -54,10 +56,17 @@ class BatchNorm(nn.BatchNorm2d):
             self._mu_sum = self._mu_sum + mu
             self._inv_var_sum = self._inv_var_sum + inv
             self._steps += 1
+        self.num_batches_tracked.add_(1)
+        factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                  else self.momentum)
+        n = x.numel() // x.shape[1]
+        self.running_mean.lerp_(mu, factor)
+        self.running_var.lerp_(var * (n / max(n - 1, 1)), factor)
+        return F.batch_norm(x, mu, var, self.weight, self.bias, False, 0.0, self.eps)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.phase == "spike":
-            self._record(x.detach())
+            return self._spike_forward(x)
         if self.training and self.phase == "rate":
             return self._rate_forward(x)
         return super().forward(x)

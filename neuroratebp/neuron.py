@@ -134,11 +134,20 @@ class LIF(nn.Module):
         self._spike_sum: Tensor | None = None
         self._elig_sum: Tensor | None = None
         self._steps = 0
-        self.rate: Tensor | None = None
-        self.kappa: Tensor | None = None
+
+    @property
+    def rate(self) -> Tensor | None:
+        """Spikes per step of each neuron over the window so far."""
+        return None if self._spike_sum is None else self._spike_sum / self._steps
+
+    @property
+    def kappa(self) -> Tensor | None:
+        """Eligibility d rate / d (constant input current), from the spike stage."""
+        return None if self._elig_sum is None else self._elig_sum / self._steps
 
     # -- one step of the dynamics -------------------------------------------------------------
-    def _step(self, v: Tensor | None, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step(self, v: Tensor | None, current: Tensor) -> tuple[Tensor, Tensor]:
+        """Differentiable step (BPTT and inference): returns spikes and the next membrane."""
         c = self.config
         u = current if v is None else c.lam * v + current
         if torch.is_grad_enabled():
@@ -147,27 +156,41 @@ class LIF(nn.Module):
             s = heaviside(u - c.theta, c.comparison)
         s_reset = s.detach() if c.detach_reset else s
         v_next = u * (1.0 - s_reset) if c.reset == "hard" else u - c.theta * s_reset
-        return u, s, v_next
+        return s, v_next
 
-    def _trace_step(self, u: Tensor, s: Tensor) -> None:
-        """Online eligibility: kappa = mean_t e_t g(u_t), e_{t+1} = 1 + lam rho_t e_t."""
+    def _traced_step(self, v: Tensor | None, current: Tensor, spikes: Tensor) -> Tensor:
+        """Graph-free step that also advances the traces; writes ``spikes``, returns v.
+
+        kappa = mean_t e_t g(u_t) with e_1 = 1, e_{t+1} = 1 + lam rho_t e_t and
+        rho_t = dv_t/du_t as the reset mode and detach setting define it. Works in place:
+        the spike stage is the hot loop of rate-BP.
+        """
         c = self.config
-        g = surrogate_grad(u - c.theta, c.alpha)
-        e = torch.ones_like(u) if self._e is None else self._e
-        if c.reset == "soft":
-            rho = torch.ones_like(u) if c.detach_reset else 1.0 - c.theta * g
+        u = current.clone() if v is None else v.mul_(c.lam).add_(current)
+        fired = u > c.theta if c.comparison == "gt" else u >= c.theta
+        spikes.copy_(fired)
+        sig = u.sub(c.theta).mul_(c.alpha).sigmoid_()
+        g = torch.addcmul(sig, sig, sig, value=-1.0).mul_(c.alpha)  # alpha sig (1 - sig)
+        if self._e is None:
+            self._elig_sum, self._spike_sum = g.clone(), spikes.clone()
+            e = torch.ones_like(u)
         else:
-            rho = 1.0 - s if c.detach_reset else (1.0 - s) - u * g
-        eg = e * g
-        self._elig_sum = eg if self._elig_sum is None else self._elig_sum + eg
-        self._spike_sum = s if self._spike_sum is None else self._spike_sum + s
-        self._e = 1.0 + c.lam * rho * e
+            self._elig_sum.addcmul_(self._e, g)
+            self._spike_sum.add_(spikes)
+            e = self._e
+        if c.reset == "soft":
+            if not c.detach_reset:
+                e.mul_(g.mul(-c.theta).add_(1.0))
+            u.sub_(spikes, alpha=c.theta)
+        else:
+            if c.detach_reset:
+                e.masked_fill_(fired, 0.0)
+            else:
+                e.mul_(torch.addcmul((~fired).to(u.dtype), u, g, value=-1.0))
+            u.masked_fill_(fired, 0.0)
+        self._e = e.mul_(c.lam).add_(1.0)
         self._steps += 1
-
-    def _close_window(self) -> None:
-        assert self._spike_sum is not None and self._elig_sum is not None
-        self.rate = self._spike_sum / self._steps
-        self.kappa = self._elig_sum / self._steps
+        return u
 
     # -- phases -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -184,38 +207,36 @@ class LIF(nn.Module):
                              f"not a multiple of T={T}")
         xs = x.reshape(T, x.shape[0] // T, *x.shape[1:])
         self.reset_state()
-        tracing = self.phase == "spike"
         v: Tensor | None = None
-        spikes = []
-        for t in range(T):
-            u, s, v = self._step(v, xs[t])
-            if tracing:
-                self._trace_step(u, s)
-            spikes.append(s)
-        out = torch.stack(spikes)
-        if tracing:
-            self._close_window()
+        if self.phase == "spike":
+            out = torch.empty_like(xs)
+            for t in range(T):
+                v = self._traced_step(v, xs[t], out[t])
         else:
-            self.rate = out.detach().mean(0)
+            spikes = []
+            for t in range(T):
+                s, v = self._step(v, xs[t])
+                spikes.append(s)
+            out = torch.stack(spikes)
+            self._spike_sum, self._steps = out.detach().sum(0), T
         return out.reshape(x.shape)
 
     def _single_step(self, x: Tensor) -> Tensor:
-        u, s, self.v = self._step(self.v, x)
         if self.phase == "spike":
-            self._trace_step(u, s)
-            self._close_window()
-        else:
-            self._spike_sum = s.detach() if self._spike_sum is None else self._spike_sum + s.detach()
-            self._steps += 1
-            self.rate = self._spike_sum / self._steps
+            s = torch.empty_like(x)
+            self.v = self._traced_step(self.v, x, s)
+            return s
+        s, self.v = self._step(self.v, x)
+        self._spike_sum = s.detach() if self._spike_sum is None else self._spike_sum + s.detach()
+        self._steps += 1
         return s
 
     def _rate_forward(self, current: Tensor) -> Tensor:
-        if self.rate is None or self.kappa is None:
+        rate, kappa = self.rate, self.kappa
+        if rate is None or kappa is None:
             raise RuntimeError("rate pass before a spike stage: run the spike phase first")
-        if current.shape != self.rate.shape:
+        if current.shape != rate.shape:
             raise ValueError(f"rate pass current shape {tuple(current.shape)} does not match "
-                             f"the spike stage's {tuple(self.rate.shape)}")
-        linear = self.kappa * current
-        return self.rate + linear - linear.detach()
-
+                             f"the spike stage's {tuple(rate.shape)}")
+        linear = kappa * current
+        return rate + linear - linear.detach()
