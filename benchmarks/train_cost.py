@@ -3,7 +3,7 @@
 For each network and T it reports, per method:
 - bytes saved for backward (autograd saved-tensor hooks, distinct storages),
 - peak memory of one forward/backward: on a GPU ``torch.cuda.max_memory_allocated`` above the
-  memory held before it; on CPU the rise of the process's peak resident set size (``ru_maxrss``)
+  memory held before it; on CPU the rise of the process's RSS high-water mark (``VmHWM``)
   over the RSS before it, each (network, method, T) in a fresh subprocess so earlier steps
   cannot mask it,
 - median wall time per training iteration (forward + backward + SGD step), methods interleaved
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -79,22 +78,28 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def rss_peak_rise(net: str, method: str, T: int) -> int:
-    """In this (fresh) process: rise of peak RSS over the RSS before one forward/backward.
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
+
+def rss_peak_rise(net: str, method: str, T: int) -> int:
+    """In this (fresh) process: rise of the RSS high-water mark over the RSS before one step.
+
+    VmHWM is per address space, so unlike ``ru_maxrss`` it does not inherit the parent's peak.
     Gradients are allocated beforehand without running the network, so the only high-water mark
-    the step can hit is its own.
+    the step can set is its own.
     """
     model, size = make_net(net, torch.device("cpu"))
     x, y = batch(model, size, torch.device("cpu"))
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
-    page = resource.getpagesize()
-    with open("/proc/self/statm") as f:
-        before = int(f.read().split()[1]) * page
+    before = _proc_status_bytes("VmRSS")
     forward_backward(model, x, y, method, T)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return max(peak - before, 0)
+    return max(_proc_status_bytes("VmHWM") - before, 0)
 
 
 def peak_memory_cpu(net: str, method: str, T: int) -> int:
@@ -189,7 +194,8 @@ def main() -> None:
         "torch": torch.__version__,
         "peak_memory_measure": ("torch.cuda.max_memory_allocated above pre-step allocation"
                                 if device.type == "cuda" else
-                                "rise of peak RSS (ru_maxrss) over the pre-step RSS during one forward/backward, "
+                                "rise of the RSS high-water mark (VmHWM) over the pre-step RSS during one "
+                                "forward/backward, "
                                 "fresh process per cell"),
         "rows": rows,
         "summary": summarize(rows),

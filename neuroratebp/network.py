@@ -50,6 +50,9 @@ class SNN(nn.Module):
             self.layers[node.name] = node.module
             self.edges[node.name] = tuple(node.inputs)
         self.output = nodes[-1].name
+        # Each output is dropped after its last reader, so a graph-free pass holds only live
+        # activations (this is what keeps rate-BP's spike stage small).
+        self._last_reader = {src: node.name for node in nodes for src in node.inputs}
 
     def nodes(self) -> Iterator[Node]:
         for name, module in self.layers.items():
@@ -59,6 +62,9 @@ class SNN(nn.Module):
         values: dict[str, Tensor] = {INPUT: x}
         for name, module in self.layers.items():
             values[name] = module(*(values[src] for src in self.edges[name]))
+            for src in self.edges[name]:
+                if self._last_reader[src] == name:
+                    values.pop(src, None)
         return values[self.output]
 
     def stateful(self) -> Iterator[LIF | BatchNorm]:
