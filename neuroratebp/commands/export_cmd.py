@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hw_targets.loihi2.netx import write_netx_target
+
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..interchange import export_nir, write_nir
 from ..network import SNN
@@ -45,7 +47,8 @@ def write_nir_target(model: SNN, config: Mapping[str, Any], path: Path,
             "timesteps": meta["timesteps"], "approximations": meta.get("approximations", "")}
 
 
-TARGETS: dict[str, Target] = {"nir": Target(".nir", write_nir_target)}
+TARGETS: dict[str, Target] = {"nir": Target(".nir", write_nir_target),
+                              "netx": Target(".net", write_netx_target)}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
