@@ -1,0 +1,155 @@
+"""Data-parallel training: DDP for the gradients, batch norm over the global batch.
+
+Under ``torchrun`` every rank runs the same training step on its share of each global batch.
+Two pieces make that equal to one process with the whole batch:
+
+* :class:`SNNDataParallel` -- DDP, whose gradient hooks average the parameter gradients during
+  the one backward of a step. It exposes the SNN's engine interface (phases, state), so
+  ``engine.forward_backward`` runs unchanged: rate-BP's spike stage runs without grad (DDP then
+  prepares nothing) and its rate pass is the one differentiable forward DDP syncs.
+* :class:`SyncBatchNorm` -- the project's rate-aware BatchNorm with batch statistics summed over
+  ranks by a differentiable all-reduce, in every phase. ``nn.SyncBatchNorm`` cannot be used: it
+  would replace the spike/rate behaviour with plain batch norm.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .layers import BatchNorm
+from .network import SNN
+from .neuron import Phase, StepMode
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class SyncBatchNorm(BatchNorm):
+    """:class:`~neuroratebp.layers.BatchNorm` whose training statistics span all ranks.
+
+    Spike stage and BPTT normalise with (and update the running statistics from) the global
+    batch; the rate pass takes values and gradients of the global statistics. The all-reduce
+    is differentiable, so the gradient through the statistics reaches every rank's inputs.
+    Eval mode and single-process runs behave exactly like the parent class.
+    """
+
+    @classmethod
+    def from_batchnorm(cls, bn: BatchNorm) -> SyncBatchNorm:
+        sync = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum)
+        sync.load_state_dict(bn.state_dict())
+        sync.phase, sync.step_mode = bn.phase, bn.step_mode
+        return sync.to(bn.weight.device).train(bn.training)
+
+    def _global_moments(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dims = [0, *range(2, x.dim())]
+        count = x.new_tensor([x.numel() // x.shape[1]])
+        total = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        c = x.shape[1]
+        n = total[-1]
+        mean = total[:c] / n
+        return mean, total[c:2 * c] / n - mean * mean, n
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        if not is_distributed():
+            return BatchNorm._stats(x)
+        mean, var, _ = self._global_moments(x)
+        return mean, var
+
+    def _record_window(self, mean: Tensor, var: Tensor) -> None:
+        """Keep the spike stage's statistics for the rate pass in BatchNorm's own format: the
+        window's in multi-step mode, summed over steps (mean, 1/(var+eps)) in single-step mode."""
+        inv = 1.0 / (var + self.eps)
+        if self._mu_sum is None or self._inv_var_sum is None or self.step_mode == "m":
+            self._mu_sum, self._inv_var_sum, self._steps = mean, inv, 1
+        else:
+            self._mu_sum, self._inv_var_sum = self._mu_sum + mean, self._inv_var_sum + inv
+            self._steps += 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and is_distributed()) or self.phase == "rate":
+            return super().forward(x)  # the rate pass reaches the global statistics via _stats
+        mean, var, n = self._global_moments(x)
+        if self.phase == "spike":
+            self._record_window(mean.detach(), var.detach())
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * n / (n - 1), self.momentum)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return xhat * self.weight.view(shape) + self.bias.view(shape)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm below ``module`` by a :class:`SyncBatchNorm` (same names/state)."""
+    for name, child in module.named_children():
+        if isinstance(child, BatchNorm) and not isinstance(child, SyncBatchNorm):
+            setattr(module, name, SyncBatchNorm.from_batchnorm(child))
+        else:
+            convert_sync_batchnorm(child)
+    return module
+
+
+class SNNDataParallel(DistributedDataParallel):
+    """DDP around an :class:`SNN` that the engine can drive like the SNN itself."""
+
+    def __init__(self, model: SNN, device: torch.device) -> None:
+        convert_sync_batchnorm(model)
+        super().__init__(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.module.input_shape
+
+    def set_phase(self, phase: Phase, step_mode: StepMode, timesteps: int) -> None:
+        self.module.set_phase(phase, step_mode, timesteps)
+
+    def reset_state(self) -> None:
+        self.module.reset_state()
+
+
+@contextmanager
+def process_group_from_env(device: torch.device) -> Iterator[torch.device]:
+    """Join torchrun's process group when ``WORLD_SIZE`` > 1 (nccl on GPU, gloo on CPU).
+
+    Yields the device this rank trains on (``cuda:LOCAL_RANK`` on GPU); a plain run yields
+    ``device`` unchanged and starts nothing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+        yield device
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
