@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,14 +22,15 @@ import_lava()  # Lava before anything creates a multiprocessing lock (tqdm)
 from hw_targets.loihi2.emulator import emulate_batches  # noqa: E402
 from hw_targets.loihi2.netx import NetxRunner, plan_netx  # noqa: E402
 from hw_targets.loihi2.target import compile_graph, load_graph  # noqa: E402
-from neuroratebp.architectures import build_model  # noqa: E402
-from neuroratebp.checkpoint import make_checkpoint, save_atomic  # noqa: E402
+from neuroratebp.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from neuroratebp.cli import main  # noqa: E402
+from neuroratebp.config import load_config  # noqa: E402
 from neuroratebp.data import load_digits  # noqa: E402
-from neuroratebp.engine import forward_backward, infer  # noqa: E402
-from neuroratebp.neuron import neuron_config  # noqa: E402
+from neuroratebp.engine import infer  # noqa: E402
+from neuroratebp.train import fit  # noqa: E402
 
 T = 4
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -40,36 +42,20 @@ def _cli(*args: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Checkpoint of a trained digits MLP, its test images (raw [0, 1]) and torch predictions."""
-    torch.manual_seed(0)
+    """Checkpoint of a digits MLP trained by the project's own loop, its raw [0, 1] test
+    images and the torch model's predictions on them."""
+    config = load_config(ROOT / "models" / "digits_mlp.toml")
+    config["model"]["hidden"] = [32]
+    out = tmp_path_factory.mktemp("e2e")
+    fit(config, out_dir=out, method="rate_m", timesteps=T, epochs=3, quiet=True)
+    path = out / "model.pt"
+    ckpt = load_checkpoint(path)
     data = load_digits()
-    x_train, y_train = data.train.images, data.train.labels
-    mean, std = x_train.mean().item(), x_train.std().item()
-    config = {"model": {"arch": "mlp", "input_shape": [1, 8, 8], "num_classes": 10,
-                        "hidden": [32], "batchnorm": True},
-              "neuron": {"preset": "chip"},
-              # the layout export_nir records in the NIR metadata (folded into the first layer)
-              "data": {"dataset": "digits", "normalize": {"mean": [mean], "std": [std]}},
-              "train": {"method": "rate_m", "timesteps": T}}
-    model = build_model(config["model"], neuron_config("chip"))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(3):
-        order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), 64):
-            idx = order[i:i + 64]
-            opt.zero_grad()
-            forward_backward(model, (x_train[idx] - mean) / std, y_train[idx], "rate_m", T)
-            opt.step()
-    model.eval()
-    path = tmp_path_factory.mktemp("e2e") / "digits.pt"
-    save_atomic(make_checkpoint(model, config), path)
     images, labels = data.test.images, data.test.labels
+    mean, std = ckpt["config"]["data"]["mean"][0], ckpt["config"]["data"]["std"][0]
+    model = model_from_checkpoint(ckpt)
     # torch in float64, like the float chip path (float32 gives the same predictions here)
-    reference = build_model(config["model"], neuron_config("chip")).double()
-    reference.load_state_dict(model.state_dict())
-    reference.eval()
+    reference = model_from_checkpoint(ckpt).double().eval()
     pred = infer(reference, (images.double() - mean) / std, T).argmax(1).numpy()
     pred32 = infer(model, (images - mean) / std, T).argmax(1).numpy()
     return {"ckpt": path, "images": images.numpy().astype(float), "labels": labels.numpy(),

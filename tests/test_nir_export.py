@@ -95,7 +95,7 @@ def test_neuron_parameters_and_shapes(tmp_path: Path) -> None:
 
 def test_metadata_survives_the_file(tmp_path: Path) -> None:
     model = zoo_model("mlp")
-    config = {"data": {"normalize": {"mean": [0.286], "std": [0.353]}},
+    config = {"data": {"mean": [0.286], "std": [0.353]},
               "train": {"timesteps": 6, "method": "bptt"}}
     meta = written(export_nir(model, config, dt=0.5), tmp_path).metadata
     assert meta["dt"] == 0.5 and meta["timesteps"] == 6 and meta["method"] == "bptt"

@@ -22,7 +22,7 @@ from neuroratebp.layers import Add
 from nir_models import T, ZOO, sample, spikes_and_logits, zoo_model
 from nir_reference import simulate
 
-CONFIG = {"data": {"normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}},
+CONFIG = {"data": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]},
           "train": {"timesteps": T, "method": "rate_s"}}
 
 
@@ -46,7 +46,7 @@ def test_round_trip_reproduces_spikes_and_logits(kind: str, tmp_path: Path) -> N
         assert torch.equal(spikes2[name], s), name
     torch.testing.assert_close(logits2, logits, rtol=1e-10, atol=1e-10)
     assert config["train"] == {"timesteps": T, "method": "rate_s"}
-    assert config["data"]["normalize"]["std"] == [0.2, 0.25, 0.3]
+    assert config["data"]["std"] == [0.2, 0.25, 0.3]
     assert config["model"]["num_classes"] == 5
 
 

@@ -232,10 +232,10 @@ def _metadata(model: SNN, config: Mapping[str, Any], dt: float, timesteps: int,
     }
     if notes:
         meta["approximations"] = "; ".join(notes)
-    norm = config.get("data", {}).get("normalize")
-    if isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
-        meta["normalize"] = {"mean": np.asarray(norm["mean"], dtype=np.float64).reshape(-1),
-                             "std": np.asarray(norm["std"], dtype=np.float64).reshape(-1)}
+    data = config.get("data", {})
+    if "mean" in data and "std" in data:  # recorded by training (data.Normalization)
+        meta["normalize"] = {"mean": np.asarray(data["mean"], dtype=np.float64).reshape(-1),
+                             "std": np.asarray(data["std"], dtype=np.float64).reshape(-1)}
     return meta
 
 
@@ -244,7 +244,7 @@ def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float
     """NIR graph of ``model`` in inference form (BN folded with running statistics).
 
     ``config`` is the run config (checkpoint ``config``): ``[train] timesteps/method`` and
-    ``[data] normalize`` go into the metadata; ``timesteps`` overrides the config's T.
+    ``[data]`` mean/std (the input normalization) go into the metadata; ``timesteps`` overrides the config's T.
     """
     config = config or {}
     T = timesteps if timesteps is not None else config.get("train", {}).get("timesteps")

@@ -218,8 +218,8 @@ def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, 
     data: dict[str, Any] = {}
     norm = meta.get("normalize")
     if isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
-        data["normalize"] = {"mean": [float(v) for v in np.atleast_1d(norm["mean"])],
-                             "std": [float(v) for v in np.atleast_1d(norm["std"])]}
+        data["mean"] = [float(v) for v in np.atleast_1d(norm["mean"])]
+        data["std"] = [float(v) for v in np.atleast_1d(norm["std"])]
     model: dict[str, Any] = {"arch": "graph", "input_shape": input_shape, "layers": layers}
     if out_shape is not None:
         model["num_classes"] = int(np.prod(out_shape))
