@@ -143,7 +143,9 @@ class LIF(nn.Module):
     @property
     def kappa(self) -> Tensor | None:
         """Eligibility d rate / d (constant input current), from the spike stage."""
-        return None if self._elig_sum is None else self._elig_sum / self._steps
+        if self._elig_sum is None:
+            return None
+        return self._elig_sum * (self.config.alpha / self._steps)
 
     # -- one step of the dynamics -------------------------------------------------------------
     def _step(self, v: Tensor | None, current: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,11 +168,11 @@ class LIF(nn.Module):
         the spike stage is the hot loop of rate-BP.
         """
         c = self.config
-        u = current.clone() if v is None else v.mul_(c.lam).add_(current)
+        u = current.clone() if v is None else torch.add(current, v, alpha=c.lam, out=v)
         fired = u > c.theta if c.comparison == "gt" else u >= c.theta
         spikes.copy_(fired)
         sig = u.sub(c.theta).mul_(c.alpha).sigmoid_()
-        g = torch.addcmul(sig, sig, sig, value=-1.0).mul_(c.alpha)  # alpha sig (1 - sig)
+        g = torch.addcmul(sig, sig, sig, value=-1.0)  # surrogate / alpha = sig (1 - sig)
         if self._e is None:
             self._elig_sum, self._spike_sum = g.clone(), spikes.clone()
             e = torch.ones_like(u)
@@ -180,13 +182,13 @@ class LIF(nn.Module):
             e = self._e
         if c.reset == "soft":
             if not c.detach_reset:
-                e.mul_(g.mul(-c.theta).add_(1.0))
+                e.mul_(g.mul(-c.theta * c.alpha).add_(1.0))
             u.sub_(spikes, alpha=c.theta)
         else:
             if c.detach_reset:
                 e.masked_fill_(fired, 0.0)
             else:
-                e.mul_(torch.addcmul((~fired).to(u.dtype), u, g, value=-1.0))
+                e.mul_(torch.addcmul((~fired).to(u.dtype), u, g, value=-c.alpha))
             u.masked_fill_(fired, 0.0)
         self._e = e.mul_(c.lam).add_(1.0)
         self._steps += 1
