@@ -50,8 +50,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip errors, or an object that needs code to rebuild
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path} is not a loadable neuroratebp checkpoint: {first}") from None
+        detail = " ".join(str(e).split())[:200]
+        raise ValueError(f"{path} is not a loadable neuroratebp checkpoint "
+                         f"({type(e).__name__}: {detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a neuroratebp checkpoint (missing format tag)")
     if ckpt.get("version") != VERSION:
