@@ -87,7 +87,7 @@ def conv_file(tmp_path):
 def test_check_command_text_and_json(conv_file, capsys):
     assert main(["check", str(conv_file)]) == 0
     text = capsys.readouterr().out
-    assert "fits one chip" in text and "lif0" in text
+    assert "fits one chip" in text and "lif0" in text and "cores exp" in text
     assert main(["check", str(conv_file), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     conv0 = report["layers"][0]
@@ -119,3 +119,36 @@ def test_bad_input_one_line_error(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def _spec(**chip):
+    table = tomllib.loads(SPEC_FILE.read_text())
+    for key, value in chip.items():
+        table["chip"][key]["value"] = value
+    return Spec(table)
+
+
+def test_conv_counted_weight_shared_and_expanded():
+    """Shared encoding: kernel (pooling folded in) + 2 B per input axon per core; decides the fit."""
+    chip, reports = compile_network(lower(ex.conv_graph()), "fixed")
+    report = check_fit(chip, reports, _spec(synaptic_memory_per_core_bytes=1200, cores_per_chip=4))
+    conv0, conv1, readout = report["layers"]
+    assert conv0["shared_bytes_per_core"] == 4 * 9 + 2 * 64 and conv0["cores"] == 1
+    assert conv0["cores_expanded"] == -(-1936 * 3 // 1200)  # 3 B per expanded connection
+    assert conv1["shared_bytes_per_core"] == 4 * 4 * 9 * 4 + 2 * 256  # 2x2 pool before the conv
+    assert readout["shared_bytes_per_core"] == 3 * 64  # dense, 1 B per entry
+    assert report["totals"]["cores"] == 3 and report["fits"]
+    assert report["totals"]["cores_expanded"] > 4 and not report["fits_expanded"]
+
+
+def test_shared_encoding_that_no_split_fits_is_a_problem():
+    chip, reports = compile_network(lower(ex.conv_graph()), "fixed")
+    report = check_fit(chip, reports, _spec(synaptic_memory_per_core_bytes=600))
+    assert report["layers"][1]["cores"] == 0 and not report["fits"]
+    assert any("lif1: kernel and input axons exceed" in p for p in report["problems"])
+
+
+def test_spec_marks_assumed_entries():
+    spec = Spec(tomllib.loads(SPEC_FILE.read_text()))
+    for key in ("synapse.shared_weight_bytes", "synapse.shared_axon_bytes"):
+        assert spec.entry(key).confidence == "assumed" and "assumed" in spec.entry(key).source

@@ -95,6 +95,8 @@ class Synapse:
     """Chip weights are ``weights * 2**weight_exp`` (Lava shifts the summed input); 0 in float."""
     stored_weights: int = 0
     """Distinct weights a weight-sharing (convolutional) encoding stores; dense: rows*cols."""
+    shared: bool = False
+    """A convolution: one kernel shared by every output position (Loihi 2 can store it once)."""
 
     def matrix(self) -> Matrix:
         """The full [n_out, n_source] matrix (what one Lava Dense/Sparse holds)."""
@@ -241,7 +243,7 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
     scale = 1.0
     weights: Matrix | None = None
     bias = np.zeros(0)
-    stored = 0
+    stored, shared = 0, False
     for name in path:
         node = graph.nodes[name]
         if isinstance(node, nir.Flatten):
@@ -257,12 +259,13 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
             if weights is not None:
                 raise ValueError(f"two weighted layers in a row ({name!r}) need a neuron between them")
             weights, bias, shape, stored = _weighted(node, shape)
+            shared = isinstance(node, nir.Conv2d)
             weights = weights * scale
     if weights is None:  # identity or pooling only: unit weights
         n = int(np.prod(shape))
         weights = sp.identity(n, format="csr") * scale
         bias, stored = np.zeros(n), 1
-    return Synapse(source, weights, pool, stored_weights=stored), bias, tuple(shape)
+    return Synapse(source, weights, pool, stored_weights=stored, shared=shared), bias, tuple(shape)
 
 
 def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

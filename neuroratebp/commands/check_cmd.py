@@ -44,22 +44,25 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report["fits"] else 1
     print(f"{args.model} on {report['target']} (T={report['timesteps']}, "
           f"{report['window']} steps per sample incl. layer delays)")
-    print(f"{'layer':<14}{'neurons':>10}{'synapses':>12}{'stored w':>10}{'cores':>7}"
-          f"{'w_exp':>9}{'vth':>8}{'w err':>8}{'clip':>7}")
+    print(f"{'layer':<14}{'neurons':>10}{'synapses':>12}{'stored w':>10}{'cores':>7}{'B/core':>9}"
+          f"{'cores exp':>10}{'w_exp':>9}{'vth':>8}{'w err':>8}{'clip':>7}")
     for layer, q in zip(report["layers"], report["quantization"]):
         exps = ",".join(str(e) for e in layer["weight_exp"])
         print(f"{layer['name']:<14}{layer['neurons']:>10,}{layer['synapses']:>12,}"
-              f"{layer['stored_weights']:>10,}{layer['cores']:>7}{exps:>9}{int(q['vth']):>8}"
-              f"{q['weight_rel_error']:>8.2%}{q['weight_clipped']:>7.2%}")
+              f"{layer['stored_weights']:>10,}{layer['cores'] or 'n/a':>7}"
+              f"{layer['shared_bytes_per_core']:>9,}{layer['cores_expanded']:>10}{exps:>9}"
+              f"{int(q['vth']):>8}{q['weight_rel_error']:>8.2%}{q['weight_clipped']:>7.2%}")
     t, lim = report["totals"], report["limits"]
-    print(f"{'total':<14}{t['neurons']:>10,}{t['synapses']:>12,}{t['stored_weights']:>10,}{t['cores']:>7}")
+    print(f"{'total':<14}{t['neurons']:>10,}{t['synapses']:>12,}{t['stored_weights']:>10,}{t['cores']:>7}"
+          f"{'':>9}{t['cores_expanded']:>10}")
     print(f"chip limits: {lim['neurons']:,} neurons, {lim['synapses']:,} synapses, {lim['cores']} cores")
-    print("cores per layer = max(neurons / neurons per core, synapse bytes / synaptic memory per "
-          "core); synapses = connections of the expanded matrix")
+    print(f"cores (decide the fit) = {report['model']['cores']}")
+    print(f"cores exp = {report['model']['cores_expanded']} "
+          f"({'fits' if report['fits_expanded'] else 'does not fit'} one chip that way)")
     for w in report["warnings"]:
         print(f"warning: {w}")
     if report["fits"]:
-        print("fits one chip")
+        print("fits one chip (shared-weight estimate)")
         return 0
     for p in report["problems"]:
         print(f"does not fit: {p}")
