@@ -54,6 +54,30 @@ def test_fixed_point_weights_on_lava_grid_and_close():
     assert all(p.vth == 4096 and p.du == 4095 and p.dv == round(4096 * 0.2) for p in hidden)
 
 
+def test_split_input_adds_a_residual_group():
+    """The input layer as two 8-bit groups (coarse + residual at exponent - 7, >= -8)."""
+    net = lower(ex.conv_graph())
+    _, plain = compile_network(net, "fixed", split="none")
+    chip, split = compile_network(lower(ex.conv_graph()), "fixed")  # split="input" by default
+    first = chip.populations[0]
+    e = plain[0].weight_exp[0]
+    assert [s.weight_exp for s in first.synapses] == [e, max(e - 7, -8)]
+    assert all(s.source == "input" and s.delay == 0 for s in first.synapses)
+    assert split[0].weight_rel_error < plain[0].weight_rel_error / 20
+    assert [r.weight_exp for r in split[1:]] == [r.weight_exp for r in plain[1:]]
+
+
+def test_mse_exponent_never_increases_weight_error():
+    graph = ex.mlp_graph((16, 32, 32, 4), seed=3)
+    _, by_max = compile_network(lower(graph), "fixed", split="none")
+    _, by_mse = compile_network(lower(graph), "fixed", split="none", exponent="mse")
+    for a, b in zip(by_max, by_mse):
+        assert b.weight_rel_error <= a.weight_rel_error
+        assert b.weight_exp[0] <= a.weight_exp[0]
+    with pytest.raises(ValueError, match="exponent"):
+        compile_network(lower(graph), "fixed", exponent="median")
+
+
 def test_report_flags_clipping_at_low_percentile():
     _, reports = compile_network(lower(ex.mlp_graph()), "fixed", percentile=50)
     assert all(r.weight_clipped > 0 for r in reports)
@@ -85,10 +109,10 @@ def conv_file(tmp_path):
 
 
 def test_check_command_text_and_json(conv_file, capsys):
-    assert main(["check", str(conv_file)]) == 0
+    assert main(["check", str(conv_file), "--split", "none"]) == 0
     text = capsys.readouterr().out
     assert "fits one chip" in text and "lif0" in text and "cores exp" in text
-    assert main(["check", str(conv_file), "--json"]) == 0
+    assert main(["check", str(conv_file), "--json", "--split", "none"]) == 0
     report = json.loads(capsys.readouterr().out)
     conv0 = report["layers"][0]
     assert conv0["neurons"] == 4 * 8 * 8 and conv0["stored_weights"] == 4 * 9
@@ -103,6 +127,12 @@ def test_check_reports_what_does_not_fit():
     report = check_fit(chip, reports, Spec(table))
     assert report["layers"][0]["cores_by_neurons"] == 2  # 9000 neurons > 8192 per core
     assert not report["fits"] and report["problems"] == ["cores: 3 > 2 per chip"]
+
+
+def test_check_command_split_and_exponent_options(conv_file, capsys):
+    assert main(["check", str(conv_file), "--exponent", "mse", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["layers"][0]["weight_exp"]) == 2 and len(report["layers"][1]["weight_exp"]) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -130,7 +160,7 @@ def _spec(**chip):
 
 def test_conv_counted_weight_shared_and_expanded():
     """Shared encoding: kernel (pooling folded in) + 2 B per input axon per core; decides the fit."""
-    chip, reports = compile_network(lower(ex.conv_graph()), "fixed")
+    chip, reports = compile_network(lower(ex.conv_graph()), "fixed", split="none")
     report = check_fit(chip, reports, _spec(synaptic_memory_per_core_bytes=1200, cores_per_chip=4))
     conv0, conv1, readout = report["layers"]
     assert conv0["shared_bytes_per_core"] == 4 * 9 + 2 * 64 and conv0["cores"] == 1
@@ -142,7 +172,7 @@ def test_conv_counted_weight_shared_and_expanded():
 
 
 def test_shared_encoding_that_no_split_fits_is_a_problem():
-    chip, reports = compile_network(lower(ex.conv_graph()), "fixed")
+    chip, reports = compile_network(lower(ex.conv_graph()), "fixed", split="none")
     report = check_fit(chip, reports, _spec(synaptic_memory_per_core_bytes=600))
     assert report["layers"][1]["cores"] == 0 and not report["fits"]
     assert any("lif1: kernel and input axons exceed" in p for p in report["problems"])

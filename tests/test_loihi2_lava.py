@@ -20,10 +20,13 @@ def _valid(chip, spikes):
             for p in chip.populations if not p.readout}
 
 
-@pytest.mark.parametrize("graph", [ex.mlp_graph((6, 5, 3)), ex.mlp_graph(), ex.conv_graph((1, 6, 6), 2)],
-                         ids=["dense_lif_2layer", "mlp", "conv"])
-def test_emulator_bit_exact_to_lava_fixed(graph):
-    chip, _ = compile_network(lower(graph), "fixed")
+@pytest.mark.parametrize("graph, options", [
+    (ex.mlp_graph((6, 5, 3)), {}), (ex.mlp_graph(), {}), (ex.conv_graph((1, 6, 6), 2), {}),
+    (ex.conv_graph((1, 6, 6), 2), {"split": "none", "exponent": "mse"}),
+    (ex.mlp_graph(), {"split": "all"})],
+    ids=["dense_lif_2layer", "mlp", "conv", "conv_nosplit_mse", "mlp_split_all"])
+def test_emulator_bit_exact_to_lava_fixed(graph, options):
+    chip, _ = compile_network(lower(graph), "fixed", **options)
     x = ex.random_images(graph, 3)
     lava, _ = run_lava(chip, x, record=True)
     emu = emulate(chip, chip.encode(x), record=True)

@@ -130,8 +130,23 @@ def _row_abs_sum(syn: Synapse) -> np.ndarray:
     return np.asarray(abs(m).sum(axis=1)).reshape(-1)
 
 
+def _quantize(values: np.ndarray, g: float, scale: float, e: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Integers on Lava's grid at exponent ``e``, clipped mask, squared error in float units."""
+    q, clip = _grid(values * g * scale / 2.0 ** e)
+    return q, clip, float(np.sum((q * 2.0 ** e / (g * scale) - values) ** 2))
+
+
+SPLITS = ("none", "input", "all")
+"""Which synapse groups get a second, residual 8-bit group (see ``compile_network``)."""
+RESIDUAL_SHIFT = 7
+"""Residual group of a split input layer: exponent = coarse one minus this (at most; not below
+the chip's minimum exponent). The coarse group's rounding error is within one step, so the
+residual fits 8 bits after a shift of 7."""
+
+
 def _fixed_population(pop: Population, timesteps: int, spec: Spec, percentile: float,
-                      weight_exp: bool) -> tuple[ChipPopulation, LayerReport]:
+                      weight_exp: bool, exponent: str = "max", split: str = "none"
+                      ) -> tuple[ChipPopulation, LayerReport]:
     emin, emax = (spec["synapse.weight_exp_min"], spec["synapse.weight_exp_max"]) if weight_exp else (0, 0)
     vth_max = 2 ** spec["neuron.vth_bits"] - 1
     mant_max = 2 ** (spec["neuron.bias_mant_bits"] - 1) - 1
@@ -157,19 +172,33 @@ def _fixed_population(pop: Population, timesteps: int, spec: Spec, percentile: f
     synapses, exps, err_num, err_den, clipped, total, worst = [], [], 0.0, 0.0, 0, 0, 0.0
     for syn, g, ref in zip(pop.synapses, gains, refs):
         e = int(np.clip(math.ceil(math.log2(scale * ref / 254)), emin, emax)) if ref > 0 else 0
-        target = _values(syn.weights) * g * scale / 2.0 ** e
-        q, clip = _grid(target)
-        approx = q * 2.0 ** e / (g * scale)
         orig = _values(syn.weights)
-        err_num += float(np.sum((approx - orig) ** 2))
+        q, clip, sq_err = _quantize(orig, g, scale, e)
+        if exponent == "mse":  # finer steps if clipping the largest weights costs less error
+            for finer in range(e - 1, max(e - 3, emin - 1), -1):
+                cand = _quantize(orig, g, scale, finer)
+                if cand[2] < sq_err:
+                    (q, clip, sq_err), e = cand, finer
+        parts = [(q, e)]
+        shift = min(RESIDUAL_SHIFT, e - emin)
+        if shift > 0 and (split == "all" or (split == "input" and syn.source == INPUT)):
+            # a second 8-bit group from the input carries what the first rounded away:
+            # W ~ q 2^e + r 2^(e-shift), both summed into the same neurons (~16-bit weights)
+            rest = orig * g * scale / 2.0 ** e - q
+            r, _ = _grid(rest * 2.0 ** shift)
+            parts.append((r, e - shift))
+            approx = (q + r * 2.0 ** -shift) * 2.0 ** e / (g * scale)
+            sq_err = float(np.sum((approx - orig) ** 2))
+        err_num += sq_err
         err_den += float(np.sum(orig ** 2))
         clipped += int(clip.sum())
         total += clip.size
-        chip = replace(syn, weights=_with_values(syn.weights, q), weight_exp=e)
-        x_max = 2 ** INPUT_BITS - 1 if syn.source == INPUT else 1
-        worst += float(np.max(_row_abs_sum(chip), initial=0)) * x_max * 2.0 ** e
-        synapses.append(chip)
-        exps.append(e)
+        for values, exp in parts:
+            chip = replace(syn, weights=_with_values(syn.weights, values), weight_exp=exp)
+            x_max = 2 ** INPUT_BITS - 1 if syn.source == INPUT else 1
+            worst += float(np.max(_row_abs_sum(chip), initial=0)) * x_max * 2.0 ** exp
+            synapses.append(chip)
+            exps.append(exp)
 
     if pop.readout:
         vth, dv, theta_err = vth_max, 0, 0.0
@@ -203,12 +232,18 @@ def _float_population(pop: Population) -> ChipPopulation:
 
 
 def compile_network(net: Network, precision: Precision = "fixed", *, percentile: float = 100.0,
-                    weight_exp: bool = True, spec: Spec | None = None
-                    ) -> tuple[ChipNet, list[LayerReport]]:
+                    weight_exp: bool = True, exponent: str = "max", split: str = "input",
+                    spec: Spec | None = None) -> tuple[ChipNet, list[LayerReport]]:
     """Lava parameters for every population, plus the quantization report (empty in float).
 
     ``percentile`` < 100 lets the largest weights clip to gain resolution for the rest;
     ``weight_exp=False`` keeps every exponent 0 (what the netx format can express).
+    ``exponent="mse"`` picks, per group, the exponent (max-based or up to 2 finer) with the least
+    squared weight error, clipping included. ``split="input"`` (default) / ``"all"`` gives the
+    groups from the input / every group a second 8-bit group of the same connectivity carrying the
+    first's rounding residual at a 2^-7 finer exponent (~16-bit weights; twice those synapses).
+    The input layer's rounding errors pass through every later layer (the largest single-layer
+    loss measured, docs/loihi2.md) while its synapses are the fewest, hence the default.
     """
     if precision == "float":
         pops = [_float_population(p) for p in net.populations]
@@ -218,8 +253,12 @@ def compile_network(net: Network, precision: Precision = "fixed", *, percentile:
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
     spec = spec or load_spec()
-    results = [_fixed_population(p, net.meta.timesteps, spec, percentile, weight_exp)
-               for p in net.populations]
+    if exponent not in ("max", "mse"):
+        raise ValueError(f"exponent must be 'max' or 'mse', got {exponent!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    results = [_fixed_population(p, net.meta.timesteps, spec, percentile, weight_exp, exponent,
+                                 split) for p in net.populations]
     pops = [c for c, _ in results]
     return (ChipNet("fixed", net.input_shape, 2.0 ** INPUT_BITS - 1, net.meta.timesteps, pops),
             [r for _, r in results])

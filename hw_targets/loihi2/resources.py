@@ -138,7 +138,7 @@ def check_fit(chip: ChipNet, reports: list[LayerReport], spec: Spec | None = Non
             "layers": [asdict(u) for u in layers],
             "quantization": [asdict(r) for r in reports],
             "model": {
-                "cores": "shared-weight estimate, decides 'fits': per core, conv kernels "
+                "cores": "shared-weight estimate: per core, conv kernels "
                          f"({spec['synapse.shared_weight_bytes']} B/weight, pooling folded in) + "
                          f"{spec['synapse.shared_axon_bytes']} B per distinct input axon + other groups "
                          "(min of dense 1 B/entry, sparse 3 B/connection) <= memory per core; "

@@ -35,9 +35,10 @@ def compile_graph(graph: nir.NIRGraph, precision: Precision = "fixed", **options
     return net, chip, reports
 
 
-def check(graph: nir.NIRGraph, percentile: float = 100.0) -> dict:
-    """Resources, bit widths and fit on one chip, plus quantization report and warnings."""
-    net, chip, reports = compile_graph(graph, "fixed", percentile=percentile)
+def check(graph: nir.NIRGraph, percentile: float = 100.0, **options) -> dict:
+    """Resources, bit widths and fit on one chip, plus quantization report and warnings.
+    ``options``: ``exponent``, ``split`` of :func:`quantize.compile_network`."""
+    net, chip, reports = compile_graph(graph, "fixed", percentile=percentile, **options)
     result = check_fit(chip, reports)
     result["warnings"] = net.meta.warnings() + result["warnings"]
     return result
@@ -57,11 +58,12 @@ def import_lava():
 
 def simulate(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray | None = None,
              backend: str = "emulator", precision: Precision = "fixed",
-             progress: Callable[[int], None] | None = None) -> dict:
-    """Accuracy, agreement with the float NIR reference, spike rates and time per sample."""
+             progress: Callable[[int], None] | None = None, **options) -> dict:
+    """Accuracy, agreement with the float NIR reference, spike rates and time per sample.
+    ``options``: ``exponent``, ``split`` of :func:`quantize.compile_network` (fixed point)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    net, chip, reports = compile_graph(graph, precision)
+    net, chip, reports = compile_graph(graph, precision, **options)
     start = time.perf_counter()
     if backend == "lava":
         result, per_sample = import_lava().run_lava(chip, images, record=True, progress=progress)

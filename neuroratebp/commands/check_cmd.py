@@ -22,6 +22,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--percentile", type=float, default=100.0,
                    help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
                         "no clipping)")
+    p.add_argument("--exponent", choices=("max", "mse"), default="max",
+                   help="weight exponent per synapse group: largest weight fills 8 bits (max, "
+                        "default) or least squared error incl. clipping (mse)")
+    p.add_argument("--split", choices=("none", "input", "all"), default="input",
+                   help="second 8-bit residual synapse group (~16-bit weights) for the input "
+                        "layer (default), every layer, or none")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -38,7 +44,8 @@ def _plain(x: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
-    report = target.check(target.load_graph(args.model), percentile=args.percentile)
+    report = target.check(target.load_graph(args.model), percentile=args.percentile,
+                          exponent=args.exponent, split=args.split)
     if args.json:
         print(json.dumps(_plain(report)))
         return 0 if report["fits"] else 1

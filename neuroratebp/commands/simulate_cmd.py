@@ -31,6 +31,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data", default="fmnist",
                    help="fmnist, digits, or a directory with Fashion-MNIST idx.gz / CIFAR-10 batches")
     p.add_argument("--limit", type=int, metavar="N", help="first N test samples only")
+    p.add_argument("--exponent", choices=("max", "mse"), default="max",
+                   help="weight exponent per synapse group: largest weight fills 8 bits (max, "
+                        "default) or least squared error incl. clipping (mse)")
+    p.add_argument("--split", choices=("none", "input", "all"), default="input",
+                   help="second 8-bit residual synapse group (~16-bit weights) for the input "
+                        "layer (default), every layer, or none")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -66,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels = load_test_images(args.data, net.input_shape, args.limit)
     with tqdm(total=len(images), desc=f"{args.backend} {args.precision}", unit="sample",
               disable=args.json) as bar:
-        result = target.simulate(graph, images, labels, args.backend, args.precision, bar.update)
+        result = target.simulate(graph, images, labels, args.backend, args.precision, bar.update,
+                                 exponent=args.exponent, split=args.split)
     if args.json:
         print(json.dumps(result))
         return 0
