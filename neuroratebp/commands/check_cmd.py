@@ -22,14 +22,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--percentile", type=float, default=100.0,
                    help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
                         "no clipping)")
+    add_fixed_point_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def add_fixed_point_args(p: argparse.ArgumentParser) -> None:
+    """Fixed-point compile options shared by `check` and `simulate`."""
     p.add_argument("--exponent", choices=("max", "mse"), default="max",
                    help="weight exponent per synapse group: largest weight fills 8 bits (max, "
                         "default) or least squared error incl. clipping (mse)")
     p.add_argument("--split", choices=("none", "input", "all"), default="input",
                    help="second 8-bit residual synapse group (~16-bit weights) for the input "
                         "layer (default), every layer, or none")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
 
 
 def _plain(x: Any) -> Any:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from hw_targets import get_target
 
 from .. import data as datasets
+from .check_cmd import add_fixed_point_args
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,12 +32,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data", default="fmnist",
                    help="fmnist, digits, or a directory with Fashion-MNIST idx.gz / CIFAR-10 batches")
     p.add_argument("--limit", type=int, metavar="N", help="first N test samples only")
-    p.add_argument("--exponent", choices=("max", "mse"), default="max",
-                   help="weight exponent per synapse group: largest weight fills 8 bits (max, "
-                        "default) or least squared error incl. clipping (mse)")
-    p.add_argument("--split", choices=("none", "input", "all"), default="input",
-                   help="second 8-bit residual synapse group (~16-bit weights) for the input "
-                        "layer (default), every layer, or none")
+    add_fixed_point_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
