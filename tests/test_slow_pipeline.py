@@ -1,0 +1,39 @@
+"""The demo pipeline on real Fashion-MNIST: train -> export -> emulate the chip (long: `-m slow`)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hw_targets.loihi2.target import import_lava
+
+import_lava()  # before anything creates a multiprocessing lock (tqdm)
+
+from neuroratebp.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli_json(*args: str) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*args, "--json"]) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_fmnist_mlp_trains_exports_and_keeps_accuracy_in_fixed_point(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trained = cli_json("train", str(ROOT / "models" / "fmnist_mlp.toml"), "--method", "rate_m",
+                       "--timesteps", "4", "--epochs", "1", "--out", str(run), "--quiet")
+    assert trained["test_acc"] > 0.80
+    assert main(["export", str(run / "model.pt"), "--to", "nir", "-o", str(run / "model.nir")]) == 0
+    fixed = cli_json("simulate", str(run / "model.nir"), "--target", "loihi2",
+                     "--backend", "emulator", "--precision", "fixed")
+    assert fixed["samples"] == 10_000
+    assert fixed["reference_accuracy"] == pytest.approx(trained["test_acc"], abs=1e-4)
+    assert fixed["agreement_with_reference"] > 0.98
+    assert abs(fixed["accuracy"] - trained["test_acc"]) < 0.01
