@@ -67,44 +67,26 @@ class SyncBatchNorm(BatchNorm):
         sync.phase, sync.step_mode = bn.phase, bn.step_mode
         return sync.to(bn.weight.device).train(bn.training)
 
-    def _global_moments(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor, float]:
+        """Mean, biased variance and count over the global batch (differentiable all-reduce)."""
+        if not is_distributed():
+            return super()._stats(x)
         dims = [0, *range(2, x.dim())]
         count = x.new_tensor([x.numel() // x.shape[1]])
         total = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         c = x.shape[1]
         n = total[-1]
         mean = total[:c] / n
-        return mean, total[c:2 * c] / n - mean * mean, n
-
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if not is_distributed():
-            return BatchNorm._stats(x)
-        mean, var, _ = self._global_moments(x)
-        return mean, var
-
-    def _record_window(self, mean: Tensor, var: Tensor) -> None:
-        """Keep the spike stage's statistics for the rate pass in BatchNorm's own format: the
-        window's in multi-step mode, summed over steps (mean, 1/(var+eps)) in single-step mode."""
-        inv = 1.0 / (var + self.eps)
-        if self._mu_sum is None or self._inv_var_sum is None or self.step_mode == "m":
-            self._mu_sum, self._inv_var_sum, self._steps = mean, inv, 1
-        else:
-            self._mu_sum, self._inv_var_sum = self._mu_sum + mean, self._inv_var_sum + inv
-            self._steps += 1
+        return mean, total[c:2 * c] / n - mean * mean, float(n)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and is_distributed()) or self.phase == "rate":
-            return super().forward(x)  # the rate pass reaches the global statistics via _stats
-        mean, var, n = self._global_moments(x)
-        if self.phase == "spike":
-            self._record_window(mean.detach(), var.detach())
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * n / (n - 1), self.momentum)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        xhat = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return xhat * self.weight.view(shape) + self.bias.view(shape)
+        # Spike stage and rate pass reach the global statistics through _stats; BPTT needs the
+        # gradient through them, which torch's fused batch norm does not take.
+        if self.training and self.phase == "bptt" and is_distributed():
+            mean, var, n = self._stats(x)
+            self._track(mean.detach(), var.detach(), n)
+            return self._normalize(x, mean, var)
+        return super().forward(x)
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:

@@ -41,27 +41,37 @@ class BatchNorm(nn.BatchNorm2d):
         self._inv_var_sum: Tensor | None = None
         self._steps = 0
 
-    @staticmethod
-    def _stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor, float]:
+        """Per-channel batch mean, biased variance and sample count (overridden across ranks)."""
         var, mu = torch.var_mean(x, [0, *range(2, x.dim())], unbiased=False)
-        return mu, var
+        return mu, var, float(x.numel() // x.shape[1])
+
+    def _track(self, mu: Tensor, var: Tensor, n: float) -> None:
+        """Update the running (inference) statistics, as torch's batch norm does."""
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                      else self.momentum)
+            self.running_mean.lerp_(mu, factor)
+            self.running_var.lerp_(var * (n / max(n - 1.0, 1.0)), factor)
+
+    def _normalize(self, x: Tensor, mu: Tensor, var: Tensor) -> Tensor:
+        """Affine batch norm with given statistics, differentiable through them."""
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = (x - mu.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return xhat * self.weight.view(shape) + self.bias.view(shape)
 
     def _spike_forward(self, x: Tensor) -> Tensor:
         """Normalise with batch statistics computed once, recorded for the rate pass."""
-        mu, var = self._stats(x)
+        mu, var, n = self._stats(x)
         inv = 1.0 / (var + self.eps)
-        if self._mu_sum is None or self.step_mode == "m":
+        if self._mu_sum is None or self._inv_var_sum is None or self.step_mode == "m":
             self._mu_sum, self._inv_var_sum, self._steps = mu, inv, 1
         else:
             self._mu_sum = self._mu_sum + mu
             self._inv_var_sum = self._inv_var_sum + inv
             self._steps += 1
-        self.num_batches_tracked.add_(1)
-        factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                  else self.momentum)
-        n = x.numel() // x.shape[1]
-        self.running_mean.lerp_(mu, factor)
-        self.running_var.lerp_(var * (n / max(n - 1, 1)), factor)
+        self._track(mu, var, n)
         return F.batch_norm(x, mu, var, self.weight, self.bias, False, 0.0, self.eps)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -76,12 +86,10 @@ class BatchNorm(nn.BatchNorm2d):
             raise RuntimeError("BatchNorm rate pass before a spike stage")
         mu_spike = self._mu_sum / self._steps
         var_spike = self._steps / self._inv_var_sum - self.eps
-        mu_rate, var_rate = self._stats(c)
+        mu_rate, var_rate, _ = self._stats(c)
         mu = mu_spike + (mu_rate - mu_rate.detach())
         var = var_spike + (var_rate - var_rate.detach())
-        shape = (1, -1) + (1,) * (c.dim() - 2)
-        xhat = (c - mu.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return xhat * self.weight.view(shape) + self.bias.view(shape)
+        return self._normalize(c, mu, var)
 
 
 class SumPool2d(nn.AvgPool2d):
