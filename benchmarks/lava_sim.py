@@ -2,7 +2,9 @@
 
     python benchmarks/lava_sim.py model.nir --data fmnist --limit 1000 --lava-limit 100 -o out.json
 
-Without a model it measures the example conv net on random images (speed only). Writes JSON.
+Without a model it measures the example conv net on random images (speed only). With
+``--by-layer N`` it also attributes the fixed-point error to layers on the first N images
+(``target.quantization_by_layer``). Writes JSON.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="fmnist")
     p.add_argument("--limit", type=int, default=1000, help="samples for the emulator")
     p.add_argument("--lava-limit", type=int, default=100, help="samples for Lava (slow)")
+    p.add_argument("--by-layer", type=int, default=0, metavar="N",
+                   help="per-layer quantization attribution on the first N samples (0: skip)")
     p.add_argument("-o", "--output", default="lava_sim.json")
     args = p.parse_args(argv)
     if args.model:
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(backend, precision, json.dumps(runs[f"{backend}_{precision}"]), file=sys.stderr)
     result = {"model": args.model or "examples.conv_graph(1x12x12, 4 ch)", "data": args.data,
               "runs": runs}
+    if args.by_layer:
+        sub = None if labels is None else labels[:args.by_layer]
+        result["quantization_by_layer"] = target.quantization_by_layer(graph, images[:args.by_layer], sub)
+        print("by layer", json.dumps(result["quantization_by_layer"]), file=sys.stderr)
     with open(args.output, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps({k: {m: v.get(m) for m in ("accuracy", "agreement_with_reference",

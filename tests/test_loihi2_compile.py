@@ -7,12 +7,14 @@ import tomllib
 import nir
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from hw_targets import get_target
 from hw_targets.loihi2 import examples as ex
 from hw_targets.loihi2.emulator import emulate
 from hw_targets.loihi2.graph import lower
-from hw_targets.loihi2.quantize import compile_network
+from hw_targets.loihi2 import target
+from hw_targets.loihi2.quantize import compile_network, dequantize
 from hw_targets.loihi2.reference import run_reference
 from hw_targets.loihi2.resources import check_fit
 from hw_targets.loihi2.spec import SPEC_FILE, Spec
@@ -90,6 +92,38 @@ def test_fixed_agrees_with_float_reference_mostly():
     ref = run_reference(graph, x).logits.argmax(1)
     chip, _ = compile_network(lower(graph), "fixed")
     assert np.mean(emulate(chip, chip.encode(x)).logits.argmax(1) == ref) > 0.9
+
+
+def test_dequantized_parameters_match_float_within_a_step():
+    """dequantize undoes every unit change (input 1/255, scale, weight_exp, bias << 6)."""
+    graph = ex.conv_graph((1, 6, 6), 2)
+    net = lower(graph)
+    fixed, _ = compile_network(net, "fixed", split="none")
+    exact, _ = compile_network(net, "float")
+    for q, f in zip(fixed.populations, exact.populations):
+        d = dequantize(q)
+        for dsyn, fsyn, qsyn in zip(d.synapses, f.synapses, q.synapses):
+            dw, fw = (np.asarray(sp.csr_matrix(m).todense()) for m in (dsyn.weights, fsyn.weights))
+            step = 2.0 ** qsyn.weight_exp / q.scale * (255 if qsyn.source == "input" else 1)
+            assert np.abs(dw - fw).max() <= step + 1e-12  # mixed-sign grid: steps of 2
+        np.testing.assert_allclose(d.bias_mant, f.bias_mant, atol=2.0 ** q.bias_exp / (64 * q.scale))
+        if not q.readout:
+            assert d.vth == pytest.approx(f.vth, rel=1e-3) and d.dv == pytest.approx(f.dv, abs=1 / 4096)
+
+
+def test_quantization_by_layer_attributes_the_fixed_point_error():
+    graph = ex.mlp_graph((16, 32, 32, 4), seed=3)
+    x = ex.random_images(graph, 100)
+    rows = target.quantization_by_layer(graph, x)
+    assert list(rows) == ["lif0", "lif1", "fc2", "all (float arithmetic)", "all (chip arithmetic)"]
+    chip, _ = compile_network(lower(graph), "fixed")
+    agreement = np.mean(emulate(chip, chip.encode(x)).logits.argmax(1)
+                        == run_reference(graph, x).logits.argmax(1))
+    assert rows["all (chip arithmetic)"]["agreement_with_float"] == pytest.approx(agreement)
+    assert all(0 < r["mean_abs_logit_error"] < 0.5 for r in rows.values())
+    # one layer's quantization costs less than all of them
+    whole = rows["all (float arithmetic)"]["mean_abs_logit_error"]
+    assert all(rows[n]["mean_abs_logit_error"] < whole for n in ("lif0", "lif1"))
 
 
 def test_unsupported_graph_is_a_value_error():

@@ -28,7 +28,7 @@ def _valid(chip, spikes):
 def test_emulator_bit_exact_to_lava_fixed(graph, options):
     chip, _ = compile_network(lower(graph), "fixed", **options)
     x = ex.random_images(graph, 3)
-    lava, _ = run_lava(chip, x, record=True)
+    lava, _ = run_lava(chip, x, record="spikes")
     emu = emulate(chip, chip.encode(x), record=True)
     np.testing.assert_array_equal(lava.logits, emu.logits)
     lv, ev = _valid(chip, lava.spikes), _valid(chip, emu.spikes)
@@ -42,7 +42,8 @@ def test_lava_float_reproduces_nir_reference_with_residual_delay():
     x = ex.random_images(graph, 3)
     ref = run_reference(graph, x)
     chip, _ = compile_network(lower(graph), "float")
-    lava, _ = run_lava(chip, x, record=True)
+    lava, _ = run_lava(chip, x, record="spikes")
     np.testing.assert_allclose(lava.logits, ref.logits, atol=1e-9)
     for name, counts in lava.spike_counts.items():
         np.testing.assert_array_equal(counts, ref.spikes[name].sum(axis=1))
+

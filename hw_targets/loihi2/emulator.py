@@ -13,10 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from .graph import INPUT, Synapse
 from .quantize import ChipNet, ChipPopulation
+from .spike_sum import SpikeSum
 
 UV_LIMIT = 2 ** 23
 
@@ -43,15 +43,11 @@ def _decay(x: np.ndarray, d: int) -> np.ndarray:
     return np.sign(p) * (np.abs(p) >> 12)
 
 
-def _apply(syn: Synapse, x: np.ndarray, fixed: bool) -> np.ndarray:
+def _apply(syn: Synapse, spike_sum: SpikeSum, x: np.ndarray, fixed: bool) -> np.ndarray:
     """Synaptic input [B, n_out] from source activity [B, n_src]."""
-    xf = x.astype(float)
-    if syn.pool is not None:
-        xf = (syn.pool @ xf.T).T
-    acc = (syn.weights @ xf.T).T if sp.issparse(syn.weights) else xf @ np.asarray(syn.weights, float).T
+    acc = spike_sum(x)
     if not fixed:
         return acc
-    acc = np.rint(acc).astype(np.int64)
     return acc << syn.weight_exp if syn.weight_exp > 0 else acc >> -syn.weight_exp
 
 
@@ -88,9 +84,19 @@ class _State:
         return s
 
 
-def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False) -> RunResult:
-    """Run one batch of encoded inputs ([B, n_in], see ``ChipNet.encode``) for one window."""
+def spike_sums(chip: ChipNet) -> dict[tuple[str, int], SpikeSum]:
+    """Every synapse group's summation (building them costs ~1 s per big conv: reuse)."""
+    dtype = np.int64 if chip.precision == "fixed" else float
+    return {(p.name, i): SpikeSum.of(syn, dtype)
+            for p in chip.populations for i, syn in enumerate(p.synapses)}
+
+
+def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False,
+            sums: dict[tuple[str, int], SpikeSum] | None = None) -> RunResult:
+    """Run one batch of encoded inputs ([B, n_in], see ``ChipNet.encode``) for one window;
+    ``sums`` from :func:`spike_sums` (built here if not given)."""
     fixed = chip.precision == "fixed"
+    sums = sums or spike_sums(chip)
     batch, window, steps = len(payload), chip.window, chip.timesteps
     states = {p.name: _State(p, batch, fixed) for p in chip.populations}
     zero = np.int64(0) if fixed else 0.0
@@ -117,7 +123,7 @@ def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False) -> RunResu
             for i, syn in enumerate(pop.synapses):
                 q = queues[pop.name, i]
                 q.popleft()
-                q.append(_apply(syn, outputs[syn.source], fixed))
+                q.append(_apply(syn, sums[pop.name, i], outputs[syn.source], fixed))
     readout = states[chip.readout.name]
     return RunResult(chip.logits(readout.v), counts, trains,
                      {name: st.saturated for name, st in states.items()})
@@ -126,9 +132,9 @@ def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False) -> RunResu
 def emulate_batches(chip: ChipNet, images: np.ndarray, batch_size: int = 256,
                     progress=None) -> RunResult:
     """``emulate`` over a large set in batches; ``progress`` is called with each batch's size."""
-    parts = []
+    parts, sums = [], spike_sums(chip)
     for start in range(0, len(images), batch_size):
-        parts.append(emulate(chip, chip.encode(images[start:start + batch_size])))
+        parts.append(emulate(chip, chip.encode(images[start:start + batch_size]), sums=sums))
         if progress is not None:
             progress(len(parts[-1].logits))
     return RunResult(np.concatenate([p.logits for p in parts]),

@@ -83,6 +83,32 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
                 comparison=str(_pick(meta, "comparison", default="gt")))
 
 
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Where a synapse group's matrix came from a Conv2d: lets a simulator apply the kernel as a
+    convolution instead of reading the expanded matrix (the chip's synapses stay the matrix)."""
+
+    in_shape: tuple[int, int, int]
+    kernel_shape: tuple[int, int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def expand(self, kernel: np.ndarray) -> sp.csr_matrix:
+        return conv_matrix(kernel, self.in_shape, self.stride, self.padding, self.dilation)[0]
+
+    def kernel_of(self, m: Matrix) -> np.ndarray | None:
+        """The kernel whose expansion is exactly ``m`` (quantized or row-scaled alike), or None
+        once ``m`` is no longer one convolution (e.g. per-position scaling)."""
+        size = int(np.prod(self.kernel_shape))
+        where = self.expand(np.arange(1, size + 1, dtype=float).reshape(self.kernel_shape)).tocoo()
+        elements, first = np.unique(where.data.astype(int) - 1, return_index=True)
+        kernel = np.zeros(size)
+        kernel[elements] = np.asarray(sp.csr_matrix(m)[where.row[first], where.col[first]]).ravel()
+        kernel = kernel.reshape(self.kernel_shape)
+        return kernel if abs(self.expand(kernel) - m).max() == 0 else None
+
+
 @dataclass
 class Synapse:
     """Synapse group: ``a = weights @ (pool @ x_source)``, arriving 1 + ``delay`` steps later."""
@@ -95,8 +121,13 @@ class Synapse:
     """Chip weights are ``weights * 2**weight_exp`` (Lava shifts the summed input); 0 in float."""
     stored_weights: int = 0
     """Distinct weights a weight-sharing (convolutional) encoding stores; dense: rows*cols."""
-    shared: bool = False
-    """A convolution: one kernel shared by every output position (Loihi 2 can store it once)."""
+    conv: ConvGeometry | None = None
+    """Set for a convolution (``weights`` is its expansion), see :class:`ConvGeometry`."""
+
+    @property
+    def shared(self) -> bool:
+        """A convolution: one kernel shared by every output position (Loihi 2 can store it once)."""
+        return self.conv is not None
 
     def matrix(self) -> Matrix:
         """The full [n_out, n_source] matrix (what one Lava Dense/Sparse holds)."""
@@ -158,6 +189,12 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+def pair(a) -> tuple[int, int]:
+    """A NIR scalar-or-pair parameter (stride, padding, ...) as two ints."""
+    y, x = np.broadcast_to(np.asarray(a, int), 2)
+    return int(y), int(x)
+
+
 def conv_matrix(weight: np.ndarray, in_shape: tuple[int, int, int], stride, padding,
                 dilation) -> tuple[sp.csr_matrix, tuple[int, int, int]]:
     """Cross-correlation (torch/NIR layout [Co,Ci,kH,kW]) as a sparse [Co*H'*W', Ci*H*W] matrix."""
@@ -165,8 +202,7 @@ def conv_matrix(weight: np.ndarray, in_shape: tuple[int, int, int], stride, padd
     c, h, w = in_shape
     if c != ci:
         raise ValueError(f"Conv2d expects {ci} input channels, got a {list(in_shape)} map")
-    (sy, sx), (py, px), (dy, dx) = (np.broadcast_to(np.asarray(a, int), 2)
-                                    for a in (stride, padding, dilation))
+    (sy, sx), (py, px), (dy, dx) = (pair(a) for a in (stride, padding, dilation))
     ho, wo = _conv_out(h, kh, sy, py, dy), _conv_out(w, kw, sx, px, dx)
     o, i, ky, kx, y, x = np.meshgrid(np.arange(co), np.arange(ci), np.arange(kh), np.arange(kw),
                                      np.arange(ho), np.arange(wo), indexing="ij", sparse=True)
@@ -196,21 +232,24 @@ def pool_matrix(node: nir.SumPool2d | nir.AvgPool2d, in_shape: tuple[int, ...]
     return m, out, scale
 
 
-def _weighted(node, in_shape: tuple[int, ...]) -> tuple[Matrix, np.ndarray, tuple[int, ...], int]:
-    """Matrix, bias per output neuron, output shape and stored-weight count of a Conv2d/Affine."""
+def _weighted(node, in_shape: tuple[int, ...]
+              ) -> tuple[Matrix, np.ndarray, tuple[int, ...], int, ConvGeometry | None]:
+    """Matrix, bias per output neuron, output shape, stored-weight count and conv geometry
+    (None for Affine/Linear) of a Conv2d/Affine."""
     w = np.asarray(node.weight, dtype=float)
     if isinstance(node, nir.Conv2d):
         if int(np.asarray(node.groups)) != 1:
             raise ValueError("grouped convolutions are not supported")
-        shape3 = tuple(int(d) for d in in_shape)
-        m, out = conv_matrix(w, shape3, node.stride, node.padding, node.dilation)
+        geometry = ConvGeometry(tuple(int(d) for d in in_shape), tuple(w.shape), pair(node.stride),
+                                pair(node.padding), pair(node.dilation))
+        m, out = conv_matrix(w, geometry.in_shape, geometry.stride, geometry.padding, geometry.dilation)
         bias = np.repeat(np.asarray(node.bias, float).reshape(-1), out[1] * out[2]) \
             if node.bias is not None else np.zeros(m.shape[0])
-        return m, bias, out, int(w.size)
+        return m, bias, out, int(w.size), geometry
     if int(np.prod(in_shape)) != w.shape[-1]:
         raise ValueError(f"{type(node).__name__} expects {w.shape[-1]} inputs, got {list(in_shape)}")
     bias = np.asarray(getattr(node, "bias", 0.0), float) * np.ones(w.shape[0])
-    return w, bias, (w.shape[0],), int(w.size)
+    return w, bias, (w.shape[0],), int(w.size), None
 
 
 def _source_shape(graph: nir.NIRGraph, name: str) -> tuple[int, ...]:
@@ -243,7 +282,7 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
     scale = 1.0
     weights: Matrix | None = None
     bias = np.zeros(0)
-    stored, shared = 0, False
+    stored, conv = 0, None
     for name in path:
         node = graph.nodes[name]
         if isinstance(node, nir.Flatten):
@@ -258,14 +297,13 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
         else:
             if weights is not None:
                 raise ValueError(f"two weighted layers in a row ({name!r}) need a neuron between them")
-            weights, bias, shape, stored = _weighted(node, shape)
-            shared = isinstance(node, nir.Conv2d)
+            weights, bias, shape, stored, conv = _weighted(node, shape)
             weights = weights * scale
     if weights is None:  # identity or pooling only: unit weights
         n = int(np.prod(shape))
         weights = sp.identity(n, format="csr") * scale
         bias, stored = np.zeros(n), 1
-    return Synapse(source, weights, pool, stored_weights=stored, shared=shared), bias, tuple(shape)
+    return Synapse(source, weights, pool, stored_weights=stored, conv=conv), bias, tuple(shape)
 
 
 def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:

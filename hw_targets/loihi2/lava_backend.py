@@ -1,8 +1,9 @@
 """The compiled network as a Lava process graph, run with Loihi2SimCfg (fixed_pt or floating_pt).
 
 Mapping (one Lava process per item; Lava starts one OS process for each):
-- input: ``io.source.RingBuffer`` holding one column, the image as graded spikes (8-bit payload
-  in fixed point), resent every step; the first synapse group has ``num_message_bits=8``.
+- input: ``ImageSource`` (below) holding every sample, sending sample k's image as graded spikes
+  (8-bit payload in fixed point) on each step of window k; the first synapse group has
+  ``num_message_bits=8``.
 - synapse group: ``Dense`` for dense matrices, ``Sparse`` for convolutions and pooling (expanded
   over the flattened maps, which also keeps ``weight_exp``: Lava's ``Conv`` Python model ignores
   it), ``DelaySparse`` where a shortcut needs extra delay to stay aligned.
@@ -13,21 +14,26 @@ Mapping (one Lava process per item; Lava starts one OS process for each):
   u, v or a_buff, and biases start exactly when the data does.
 - readout: a ``LIFReset`` that never fires (vth at the 17-bit maximum, dv = 0): its v after the
   window is the sum of T readout inputs plus T biases, i.e. T * logits (times 64*s in fixed).
-Build once, then per sample: set the source's data, run ``window`` steps, read the readout's v.
+Synapse groups keep their full matrix as the process's weights (the chip's synapses); the models
+below compute the same integer sums faster (``Factors``: pooling, then the conv kernel).
+Build once for all samples, then per sample: run ``window`` steps, read the readout's v.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from hw_targets import lava_compat
 
 from .emulator import RunResult, reset_step
 from .graph import INPUT
 from .quantize import ChipNet, ChipPopulation
+from .spike_sum import Factors, SpikeSum
 
 lava_compat.install()
 
@@ -35,9 +41,14 @@ from lava.magma.core.run_conditions import RunSteps  # noqa: E402
 from lava.magma.core.run_configs import Loihi2SimCfg  # noqa: E402
 from lava.proc.dense.process import Dense  # noqa: E402
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel  # noqa: E402
-from lava.proc.io.source import RingBuffer as Source  # noqa: E402
 from lava.proc.lif.process import LIFReset  # noqa: E402
 from lava.magma.core.decorator import implements, requires, tag  # noqa: E402
+from lava.magma.core.model.py.model import PyLoihiProcessModel  # noqa: E402
+from lava.magma.core.model.py.ports import PyOutPort  # noqa: E402
+from lava.magma.core.model.py.type import LavaPyType  # noqa: E402
+from lava.magma.core.process.ports.ports import OutPort  # noqa: E402
+from lava.magma.core.process.process import AbstractProcess  # noqa: E402
+from lava.magma.core.process.variable import Var  # noqa: E402
 from lava.magma.core.resources import CPU  # noqa: E402
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol  # noqa: E402
 from lava.proc.sparse.models import PySparseModelBitAcc, PySparseModelFloat  # noqa: E402
@@ -47,10 +58,10 @@ from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_w
 TAGS = {"fixed": "fixed_pt", "float": "floating_pt"}
 
 
-# Lava's Sparse models sum binary spikes as ``weights[:, s].sum(axis=1)``: CSR column slicing,
-# about 4x slower than the mat-vec product ``weights @ s``, which gives the same integers for
-# 0/1 spikes. These models differ from Lava's only there (same weight clipping/truncation, same
-# one-step buffer, same weight_exp shift); the emulator tests keep them bit-exact.
+# Lava's Sparse models sum binary spikes as ``weights[:, s].sum(axis=1)`` (CSR column slicing).
+# These models differ from Lava's only in how they compute that sum (``SpikeSum``: the same
+# integers; same weight clipping/truncation, same one-step buffer, same weight_exp shift); the
+# emulator tests keep them bit-exact.
 @implements(proc=Sparse, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("bit_accurate_loihi", "fixed_pt")
@@ -61,12 +72,17 @@ class SparseFixedMatVec(PySparseModelBitAcc):
         self.weight_exp = self.proc_params.get("weight_exp", 0)
         if not self.weights_set:
             sign_mode = self.proc_params.get("sign_mode") or determine_sign_mode(self.weights)
-            self.weights = clip_weights(self.weights, sign_mode, num_bits=8)
-            self.weights = truncate_weights(self.weights, sign_mode,
-                                            self.proc_params.get("num_weight_bits", 8))
+            bits = self.proc_params.get("num_weight_bits", 8)
+
+            def chip(w):
+                return truncate_weights(clip_weights(w, sign_mode, num_bits=8), sign_mode, bits)
+            self.weights = chip(self.weights)
+            factors = self.proc_params.get("factors")
+            self.spike_sum = SpikeSum(self.weights, factors and factors.map(chip), np.int64)
+            threadpool_limits(1)  # one process per group already shares the cores
             self.weights_set = True
         self.a_out.send(self.a_buff)
-        a_accum = self.weights.dot(self.s_in.recv().astype(bool).astype(np.int64))
+        a_accum = self.spike_sum(self.s_in.recv())
         self.a_buff = (np.left_shift(a_accum, self.weight_exp) if self.weight_exp > 0
                        else np.right_shift(a_accum, -self.weight_exp))
 
@@ -78,11 +94,11 @@ class SparseFloatMatVec(PySparseModelFloat):
     def run_spk(self):
         if self.num_message_bits.item() > 0:
             return super().run_spk()
+        if not hasattr(self, "spike_sum"):
+            self.spike_sum = SpikeSum(self.weights, self.proc_params.get("factors"), float)
+            threadpool_limits(1)
         self.a_out.send(self.a_buff)
-        self.a_buff = self.weights.dot(self.s_in.recv().astype(bool).astype(float))
-
-
-SPARSE_MODELS = {"fixed": SparseFixedMatVec, "float": SparseFloatMatVec}
+        self.a_buff = self.spike_sum(self.s_in.recv())
 
 
 def _synapse_process(syn, graded: bool):
@@ -91,18 +107,61 @@ def _synapse_process(syn, graded: bool):
     if syn.delay:
         return DelaySparse(weights=sp.csr_matrix(m), delays=int(syn.delay), max_delay=syn.delay, **kw)
     if sp.issparse(m):
+        if not graded:
+            kw["factors"] = Factors.of(syn)
         return Sparse(weights=sp.csr_matrix(m), **kw)
     return Dense(weights=np.asarray(m), **kw)
 
 
-class LavaNetwork:
-    """Process graph built once; :meth:`run` streams samples; always :meth:`stop` (or ``with``)."""
+class ImageSource(AbstractProcess):
+    """Graded input spikes: column k of ``images`` [n_in, samples] on every step of window k.
+    All samples are loaded once: a RingBuffer would need a ``Var.set`` per sample, which Lava
+    sends one element per message."""
 
-    def __init__(self, chip: ChipNet, record: bool = False) -> None:
-        self.chip = chip
+    def __init__(self, images: np.ndarray, window: int) -> None:
+        super().__init__(window=window)
+        self.data = Var(shape=images.shape, init=images)
+        self.s_out = OutPort(shape=images.shape[:1])
+
+
+class _ImageSourceModel(PyLoihiProcessModel):
+    def run_spk(self) -> None:
+        sample = (self.time_step - 1) // self.proc_params["window"]
+        self.s_out.send(self.data[:, sample % self.data.shape[1]])
+
+
+@implements(proc=ImageSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class ImageSourceFixed(_ImageSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int32)
+
+
+@implements(proc=ImageSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class ImageSourceFloat(_ImageSourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    data: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+Record = Literal["none", "counts", "spikes"]
+
+
+class LavaNetwork:
+    """Process graph for a set of encoded inputs [samples, n_in], built once; :meth:`run` steps
+    through them one window each. Always :meth:`stop` (or use ``with``).
+
+    ``record``: "counts" attaches an Extractor to every spiking population (spike rates),
+    "spikes" also keeps every step's spikes ([samples, window, n] per population: memory)."""
+
+    def __init__(self, chip: ChipNet, payload: np.ndarray, record: Record = "none") -> None:
+        self.chip, self.record = chip, record
         self.window = chip.window
-        n_in = int(np.prod(chip.input_shape))
-        self.source = Source(data=np.zeros((n_in, 1), dtype=float if chip.precision == "float" else np.int32))
+        dtype = float if chip.precision == "float" else np.int32
+        self.samples = len(payload)
+        self.source = ImageSource(np.asarray(payload, dtype).reshape(self.samples, -1).T, self.window)
         self.neurons: dict[str, LIFReset] = {}
         self.sinks: dict[str, Extractor] = {}
         self.synapses = []
@@ -115,15 +174,21 @@ class LavaNetwork:
                 src.s_out.connect(proc.s_in)
                 proc.a_out.connect(self.neurons[pop.name].a_in)
                 self.synapses.append(proc)
-            if record and not pop.readout:
+            if record != "none" and not pop.readout:
                 # Extractor streams each step's spikes as one array; a sink RingBuffer's
                 # Var.get sends its buffer one element per message (~20 s per sample here)
                 self.sinks[pop.name] = Extractor(shape=(pop.size,), buffer_size=self.window)
                 self.neurons[pop.name].s_out.connect(self.sinks[pop.name].in_port)
-        # the Extractor's model carries no tag: name it explicitly
+        # models named explicitly: the Extractor's carries no tag. The compiler looks the process
+        # instance up in this map before searching (importing) every module beside the process's
+        # own, which fails for ours (relative imports), then selects by class: give both keys
+        fixed = chip.precision == "fixed"
+        source_model = ImageSourceFixed if fixed else ImageSourceFloat
         self.cfg = Loihi2SimCfg(select_tag=TAGS[chip.precision],
-                                exception_proc_model_map={Extractor: PyLoihiExtractorModel,
-                                                          Sparse: SPARSE_MODELS[chip.precision]})
+                                exception_proc_model_map={
+                                    Extractor: PyLoihiExtractorModel,
+                                    Sparse: SparseFixedMatVec if fixed else SparseFloatMatVec,
+                                    ImageSource: source_model, self.source: source_model})
         self.started = False
 
     def _neuron(self, pop: ChipPopulation) -> LIFReset:
@@ -134,13 +199,8 @@ class LavaNetwork:
                         reset_interval=self.window, reset_offset=reset_step(pop, self.window),
                         name=pop.name)
 
-    def run_sample(self, payload: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Readout v and (if recorded) spikes [window, n] per population for one encoded input."""
-        column = payload.reshape(-1, 1)
-        if self.started:
-            self.source.data.set(column)
-        else:
-            self.source.data.init = column
+    def run_sample(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Next sample's window: readout v and (if recorded) spikes [window, n] per population."""
         readout = self.neurons[self.chip.readout.name]
         readout.run(condition=RunSteps(num_steps=self.window), run_cfg=self.cfg)
         self.started = True
@@ -150,25 +210,26 @@ class LavaNetwork:
             spikes[name] = np.stack([sink.receive() for _ in range(self.window)]).astype(bool)
         return readout.v.get(), spikes
 
-    def run(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> RunResult:
-        """All images, one window each; ``seconds`` gets the wall time of every sample."""
-        vs, trains, self.seconds = [], [], []
-        for p in self.chip.encode(images):
+    def run(self, progress: Callable[[int], None] | None = None) -> RunResult:
+        """Every sample, one window each; ``seconds`` gets the wall time of every sample."""
+        vs, self.seconds = [], []
+        counts = {name: np.zeros(self.samples, np.int64) for name in self.sinks}
+        trains: dict[str, list[np.ndarray]] = {name: [] for name in self.sinks}
+        for k in range(self.samples):
             start = time.perf_counter()
-            v, spikes = self.run_sample(p)
+            v, spikes = self.run_sample()
             self.seconds.append(time.perf_counter() - start)
             vs.append(np.array(v, dtype=float))
-            trains.append(spikes)
+            for pop in self.chip.populations:
+                if pop.name in spikes:
+                    steps = slice(pop.depth, pop.depth + self.chip.timesteps)
+                    counts[pop.name][k] = spikes[pop.name][steps].sum()
+                    if self.record == "spikes":
+                        trains[pop.name].append(spikes[pop.name])
             if progress is not None:
                 progress(1)
-        counts, record = {}, None
-        if self.sinks:
-            record = {n: np.stack([t[n] for t in trains]) for n in self.sinks}
-            for pop in self.chip.populations:
-                if not pop.readout:
-                    window = record[pop.name][:, pop.depth:pop.depth + self.chip.timesteps]
-                    counts[pop.name] = window.sum(axis=(1, 2))
-        return RunResult(self.chip.logits(np.stack(vs)), counts, record)
+        kept = {n: np.stack(t) for n, t in trains.items()} if self.record == "spikes" else None
+        return RunResult(self.chip.logits(np.stack(vs)), counts, kept)
 
     def stop(self) -> None:
         if self.started:
@@ -182,10 +243,10 @@ class LavaNetwork:
         self.stop()
 
 
-def run_lava(chip: ChipNet, images: np.ndarray, record: bool = False,
+def run_lava(chip: ChipNet, images: np.ndarray, record: Record = "none",
              progress: Callable[[int], None] | None = None) -> tuple[RunResult, float]:
     """Run images through Lava; also returns seconds per sample, the first (compile) excluded."""
-    with LavaNetwork(chip, record) as net:
-        result = net.run(images, progress)
+    with LavaNetwork(chip, chip.encode(images), record) as net:
+        result = net.run(progress)
     steady = net.seconds[1:] or net.seconds
     return result, float(np.mean(steady))

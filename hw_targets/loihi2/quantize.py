@@ -225,6 +225,20 @@ def _fixed_population(pop: Population, timesteps: int, spec: Spec, percentile: f
     return chip, report
 
 
+def dequantize(pop: ChipPopulation, decay_bits: int = 12) -> ChipPopulation:
+    """A fixed-point population's parameters (weights, bias, threshold, decay) back in float
+    units, to run with float arithmetic: what its quantization alone costs, without the chip's
+    integer truncations."""
+    s = pop.scale
+    synapses = [replace(syn, weight_exp=0, weights=_with_values(
+        syn.weights, _values(syn.weights) * 2.0 ** syn.weight_exp
+        / (s / (2 ** INPUT_BITS - 1) if syn.source == INPUT else s))) for syn in pop.synapses]
+    bias = np.asarray(pop.bias_mant, float) * 2.0 ** pop.bias_exp / (64 * s)
+    vth = FLOAT_NEVER if pop.readout else pop.vth / s
+    return ChipPopulation(pop.name, pop.size, pop.depth, pop.readout, 1.0, pop.dv / 2 ** decay_bits,
+                          vth, bias, 0, synapses, 1.0)
+
+
 def _float_population(pop: Population) -> ChipPopulation:
     vth = FLOAT_NEVER if pop.readout else pop.theta
     return ChipPopulation(pop.name, pop.size, pop.depth, pop.readout, 1.0, 1.0 - pop.lam, vth,
