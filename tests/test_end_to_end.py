@@ -6,14 +6,11 @@ netx file must agree closely; Lava runs the exported file (target mapping and ne
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from hw_targets.loihi2.target import import_lava
 
@@ -22,8 +19,8 @@ import_lava()  # Lava before anything creates a multiprocessing lock (tqdm)
 from hw_targets.loihi2.emulator import emulate_batches  # noqa: E402
 from hw_targets.loihi2.netx import NetxRunner, plan_netx  # noqa: E402
 from hw_targets.loihi2.target import compile_graph, load_graph  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 from neuroratebp.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from neuroratebp.cli import main  # noqa: E402
 from neuroratebp.config import load_config  # noqa: E402
 from neuroratebp.data import load_digits  # noqa: E402
 from neuroratebp.engine import infer  # noqa: E402
@@ -31,13 +28,6 @@ from neuroratebp.train import fit  # noqa: E402
 
 T = 4
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cli(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = main(list(args))
-    return rc, out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +59,16 @@ def test_train_export_check_simulate(trained):
     assert np.mean(trained["pred32"] == pred) >= 0.99
 
     nir_path = ckpt.with_suffix(".nir")
-    rc, out = _cli("export", str(ckpt), "--to", "nir", "--json")
+    rc, out = run_cli("export", str(ckpt), "--to", "nir", "--json")
     assert rc == 0 and json.loads(out)["output"] == str(nir_path)
 
-    rc, out = _cli("check", str(nir_path), "--target", "loihi2", "--json")
+    rc, out = run_cli("check", str(nir_path), "--target", "loihi2", "--json")
     report = json.loads(out)
     assert rc == 0 and report["fits"] and not report["warnings"]
 
     results = {}
     for precision in ("float", "fixed"):
-        rc, out = _cli("simulate", str(nir_path), "--target", "loihi2", "--backend", "emulator",
+        rc, out = run_cli("simulate", str(nir_path), "--target", "loihi2", "--backend", "emulator",
                        "--precision", precision, "--data", "digits", "--json")
         assert rc == 0
         results[precision] = json.loads(out)
@@ -98,7 +88,7 @@ def test_train_export_check_simulate(trained):
     assert not any(results["fixed"]["saturation_events"].values())
 
     # real Lava (fixed_pt processes) on the exported file; bit-exact to the emulator
-    rc, out = _cli("simulate", str(nir_path), "--target", "loihi2", "--backend", "lava",
+    rc, out = run_cli("simulate", str(nir_path), "--target", "loihi2", "--backend", "lava",
                    "--precision", "fixed", "--data", "digits", "--limit", "5", "--json")
     lava = json.loads(out)
     assert rc == 0 and lava["samples"] == 5
@@ -107,10 +97,10 @@ def test_train_export_check_simulate(trained):
 
 def test_export_netx_runs_in_lava(trained):
     ckpt, images, pred = trained["ckpt"], trained["images"], trained["pred"]
-    rc, out = _cli("export", str(ckpt), "--to", "netx", "--json")
+    rc, out = run_cli("export", str(ckpt), "--to", "netx", "--json")
     facts = json.loads(out)
     assert rc == 0 and facts["layers"] == "dense-dense" and facts["window"] == T + 2
-    _, _ = _cli("export", str(ckpt), "--to", "nir")
+    _, _ = run_cli("export", str(ckpt), "--to", "nir")
     plan = plan_netx(load_graph(ckpt.with_suffix(".nir")))
     emulated = emulate_batches(plan.chip, images).logits
     # measured 0.983: netx fixes bias_exp = 6 and has no weight exponent (see netx.py)

@@ -1,9 +1,6 @@
 """The demo pipeline on real Fashion-MNIST: train -> export -> emulate the chip (long: `-m slow`)."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from pathlib import Path
 
 import pytest
@@ -12,16 +9,10 @@ from hw_targets.loihi2.target import import_lava
 
 import_lava()  # before anything creates a multiprocessing lock (tqdm)
 
+from cli_run import cli_json  # noqa: E402
 from neuroratebp.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli_json(*args: str) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main([*args, "--json"]) == 0
-    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 @pytest.mark.slow

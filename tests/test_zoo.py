@@ -1,26 +1,17 @@
 """The shipped zoo checkpoint: loads as a checkpoint, keeps its accuracy, deploys in fixed point."""
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from pathlib import Path
 
 from hw_targets.loihi2.target import import_lava
 
 import_lava()  # before anything creates a multiprocessing lock (tqdm)
 
+from cli_run import cli_json  # noqa: E402
 from neuroratebp.checkpoint import load_checkpoint  # noqa: E402
 from neuroratebp.cli import main  # noqa: E402
 
 ZOO = Path(__file__).resolve().parent.parent / "models" / "fmnist_convnet.pt"
-
-
-def cli_json(*args: str) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main([*args, "--json"]) == 0
-    return json.loads(out.getvalue().strip().splitlines()[-1])
 
 
 def test_zoo_convnet_checkpoint_accuracy_and_fixed_point(tmp_path: Path) -> None:
