@@ -130,9 +130,9 @@ def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False,
 
 
 def emulate_batches(chip: ChipNet, images: np.ndarray, batch_size: int = 256,
-                    progress=None) -> RunResult:
+                    progress=None, sums: dict[tuple[str, int], SpikeSum] | None = None) -> RunResult:
     """``emulate`` over a large set in batches; ``progress`` is called with each batch's size."""
-    parts, sums = [], spike_sums(chip)
+    parts, sums = [], sums or spike_sums(chip)
     for start in range(0, len(images), batch_size):
         parts.append(emulate(chip, chip.encode(images[start:start + batch_size]), sums=sums))
         if progress is not None:

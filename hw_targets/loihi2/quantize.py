@@ -225,7 +225,7 @@ def _fixed_population(pop: Population, timesteps: int, spec: Spec, percentile: f
     return chip, report
 
 
-def dequantize(pop: ChipPopulation, decay_bits: int = 12) -> ChipPopulation:
+def dequantize(pop: ChipPopulation) -> ChipPopulation:
     """A fixed-point population's parameters (weights, bias, threshold, decay) back in float
     units, to run with float arithmetic: what its quantization alone costs, without the chip's
     integer truncations."""
@@ -235,7 +235,8 @@ def dequantize(pop: ChipPopulation, decay_bits: int = 12) -> ChipPopulation:
         / (s / (2 ** INPUT_BITS - 1) if syn.source == INPUT else s))) for syn in pop.synapses]
     bias = np.asarray(pop.bias_mant, float) * 2.0 ** pop.bias_exp / (64 * s)
     vth = FLOAT_NEVER if pop.readout else pop.vth / s
-    return ChipPopulation(pop.name, pop.size, pop.depth, pop.readout, 1.0, pop.dv / 2 ** decay_bits,
+    # fixed du = 2**decay_bits - 1 (no current memory), so du + 1 is the decay denominator
+    return ChipPopulation(pop.name, pop.size, pop.depth, pop.readout, 1.0, pop.dv / (pop.du + 1),
                           vth, bias, 0, synapses, 1.0)
 
 
