@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .layers import BatchNorm
@@ -79,9 +80,17 @@ class SyncBatchNorm(BatchNorm):
         mean = total[:c] / n
         return mean, total[c:2 * c] / n - mean * mean, float(n)
 
+    def _batch_norm(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
+        """The parent's spike-stage normalisation, with the global batch's statistics."""
+        if not is_distributed():
+            return super()._batch_norm(x)
+        mu, var, n = self._stats(x)
+        out = F.batch_norm(x, mu, var, self.weight, self.bias, False, 0.0, self.eps)
+        return out, mu, 1.0 / (var + self.eps), n
+
     def forward(self, x: Tensor) -> Tensor:
-        # Spike stage and rate pass reach the global statistics through _stats; BPTT needs the
-        # gradient through them, which torch's fused batch norm does not take.
+        # Spike stage and rate pass reach the global statistics through _batch_norm and _stats;
+        # BPTT needs the gradient through them, which torch's fused batch norm does not take.
         if self.training and self.phase == "bptt" and is_distributed():
             mean, var, n = self._stats(x)
             self._track(mean.detach(), var.detach(), n)

@@ -185,11 +185,14 @@ class LIF(nn.Module):
                 e.mul_(g.mul(-c.theta * c.alpha).add_(1.0))
             u.sub_(spikes, alpha=c.theta)
         else:
+            # Multiplying by the 0/1 mask of silent neurons, not masked_fill_: several times
+            # faster on CPU, and the same values (u and e are finite).
+            silent = torch.sub(1.0, spikes)
             if c.detach_reset:
-                e.masked_fill_(fired, 0.0)
+                e.mul_(silent)
             else:
-                e.mul_(torch.addcmul((~fired).to(u.dtype), u, g, value=-c.alpha))
-            u.masked_fill_(fired, 0.0)
+                e.mul_(torch.addcmul(silent, u, g, value=-c.alpha))
+            u.mul_(silent)
         self._e = e.mul_(c.lam).add_(1.0)
         self._steps += 1
         return u
