@@ -10,6 +10,7 @@ in float64, which is exact below 2**53.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,7 +52,10 @@ def _apply(syn: Synapse, spike_sum: SpikeSum, x: np.ndarray, fixed: bool) -> np.
     return acc << syn.weight_exp if syn.weight_exp > 0 else acc >> -syn.weight_exp
 
 
-class _State:
+class LIFState:
+    """u and v of one population over a batch, stepped with Lava's LIF arithmetic (fixed_pt:
+    24-bit u wrapping, v saturating, 12-bit sign-magnitude decays; floating_pt: plain)."""
+
     def __init__(self, pop: ChipPopulation, batch: int, fixed: bool) -> None:
         dtype = np.int64 if fixed else float
         self.pop, self.fixed = pop, fixed
@@ -59,29 +63,38 @@ class _State:
         self.v = np.zeros((batch, pop.size), dtype)
         self.bias = (np.asarray(pop.bias_mant, np.int64) << int(pop.bias_exp)) if fixed \
             else np.asarray(pop.bias_mant, float)
+        self.threshold = (int(pop.vth) << 6) if fixed else pop.vth
         self.saturated = 0
 
     def reset(self) -> None:
         self.u[:] = 0
         self.v[:] = 0
 
-    def step(self, a: np.ndarray) -> np.ndarray:
+    def integrate(self, a: np.ndarray) -> np.ndarray:
+        """One step's input: the membrane v the threshold is compared with (before reset)."""
         p = self.pop
         if not self.fixed:
             self.u = self.u * (1 - p.du) + a
             self.v = self.v * (1 - p.dv) + self.u + self.bias
-            s = self.v > p.vth
-        else:
-            u = _decay(self.u, int(p.du) + 1) + (a << 6)
-            wrapped = np.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
-            wrapped = np.where(wrapped <= -UV_LIMIT, u + 2 * UV_LIMIT, wrapped)
-            v = _decay(self.v, int(p.dv)) + wrapped + self.bias
-            clipped = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
-            self.saturated += int(np.count_nonzero(wrapped != u) + np.count_nonzero(clipped != v))
-            self.u, self.v = wrapped, clipped
-            s = self.v > (int(p.vth) << 6)
+            return self.v
+        u = _decay(self.u, int(p.du) + 1) + (a << 6)
+        wrapped = np.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
+        wrapped = np.where(wrapped <= -UV_LIMIT, u + 2 * UV_LIMIT, wrapped)
+        v = _decay(self.v, int(p.dv)) + wrapped + self.bias
+        clipped = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+        self.saturated += int(np.count_nonzero(wrapped != u) + np.count_nonzero(clipped != v))
+        self.u, self.v = wrapped, clipped
+        return self.v
+
+    def fire(self) -> np.ndarray:
+        """Spikes where v exceeds the threshold; those neurons reset to 0."""
+        s = self.v > self.threshold
         self.v[s] = 0
         return s
+
+    def step(self, a: np.ndarray) -> np.ndarray:
+        self.integrate(a)
+        return self.fire()
 
 
 def spike_sums(chip: ChipNet) -> dict[tuple[str, int], SpikeSum]:
@@ -91,20 +104,23 @@ def spike_sums(chip: ChipNet) -> dict[tuple[str, int], SpikeSum]:
             for p in chip.populations for i, syn in enumerate(p.synapses)}
 
 
-def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False,
+def emulate(chip: ChipNet, payload: np.ndarray, record: bool | Collection[str] = False,
             sums: dict[tuple[str, int], SpikeSum] | None = None) -> RunResult:
     """Run one batch of encoded inputs ([B, n_in], see ``ChipNet.encode``) for one window;
+    ``record``: True keeps every population's spikes, a collection of names only theirs;
     ``sums`` from :func:`spike_sums` (built here if not given)."""
     fixed = chip.precision == "fixed"
     sums = sums or spike_sums(chip)
     batch, window, steps = len(payload), chip.window, chip.timesteps
-    states = {p.name: _State(p, batch, fixed) for p in chip.populations}
+    states = {p.name: LIFState(p, batch, fixed) for p in chip.populations}
     zero = np.int64(0) if fixed else 0.0
     queues = {(p.name, i): deque([zero] * (1 + s.delay))
               for p in chip.populations for i, s in enumerate(p.synapses)}
     counts = {p.name: np.zeros(batch, np.int64) for p in chip.populations if not p.readout}
-    trains = {p.name: np.zeros((batch, window, p.size), bool)
-              for p in chip.populations if not p.readout} if record else None
+    kept = [p.name for p in chip.populations if not p.readout
+            and (record is True or (record is not False and p.name in record))]
+    trains = {name: np.zeros((batch, window, states[name].pop.size), bool) for name in kept} \
+        if kept else None
     outputs: dict[str, np.ndarray] = {INPUT: payload}
     for t in range(1, window + 1):
         for pop in chip.populations:
@@ -117,7 +133,7 @@ def emulate(chip: ChipNet, payload: np.ndarray, record: bool = False,
             if not pop.readout:
                 if pop.depth < t <= pop.depth + steps:
                     counts[pop.name] += outputs[pop.name].sum(axis=1)
-                if record:
+                if trains is not None and pop.name in trains:
                     trains[pop.name][:, t - 1] = outputs[pop.name]
         for pop in chip.populations:
             for i, syn in enumerate(pop.synapses):

@@ -123,6 +123,12 @@ class Synapse:
     """Distinct weights a weight-sharing (convolutional) encoding stores; dense: rows*cols."""
     conv: ConvGeometry | None = None
     """Set for a convolution (``weights`` is its expansion), see :class:`ConvGeometry`."""
+    node: str | None = None
+    """Name of the NIR Conv2d/Affine node whose weight this group holds (None: pooling only)."""
+    row_scale: np.ndarray | None = None
+    """Per output neuron, ``weights = row_scale[:, None] * node.weight`` (pooling's 1/k^2, the
+    neuron's input gain, threshold normalisation); None where the input normalisation also
+    scales columns. What on-chip learning needs to speak in the NIR weight's units."""
 
     @property
     def shared(self) -> bool:
@@ -153,6 +159,11 @@ class Population:
     synapses: list[Synapse] = field(default_factory=list)
     depth: int = 0
     readout: bool = False
+    potential_scale: np.ndarray | None = None
+    """Per neuron: membrane potential here per unit of the discrete neuron that NIR's node
+    steps (``v_nir / (r dt / tau)``, which fires at ``v_threshold / (r dt / tau)``), threshold
+    normalisation included. A surrogate gradient of the trained neuron acts on ``v / scale``.
+    None for the readout."""
 
     @property
     def size(self) -> int:
@@ -283,6 +294,7 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
     weights: Matrix | None = None
     bias = np.zeros(0)
     stored, conv = 0, None
+    node_name = None
     for name in path:
         node = graph.nodes[name]
         if isinstance(node, nir.Flatten):
@@ -298,12 +310,15 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
             if weights is not None:
                 raise ValueError(f"two weighted layers in a row ({name!r}) need a neuron between them")
             weights, bias, shape, stored, conv = _weighted(node, shape)
-            weights = weights * scale
+            weights, node_name = weights * scale, name
     if weights is None:  # identity or pooling only: unit weights
         n = int(np.prod(shape))
         weights = sp.identity(n, format="csr") * scale
         bias, stored = np.zeros(n), 1
-    return Synapse(source, weights, pool, stored_weights=stored, conv=conv), bias, tuple(shape)
+    rows = int(np.prod(shape))
+    row_scale = np.full(rows, scale) if node_name is not None else None
+    return (Synapse(source, weights, pool, stored_weights=stored, conv=conv, node=node_name,
+                    row_scale=row_scale), bias, tuple(shape))
 
 
 def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -370,19 +385,24 @@ def lower(graph: nir.NIRGraph) -> Network:
             shape = tuple(np.shape(np.asarray(graph.nodes[name].v_threshold))) or shape
         size = int(np.prod(shape))
         bias = np.broadcast_to(np.asarray(total_bias, float), (size,)).copy()
+        potential = None
         if readout:
             theta_ref = np.inf
         else:  # v in units where every neuron's threshold is theta_ref
             gain = np.broadcast_to(gain, (size,))
             theta_ref = float(theta.max())
             norm = theta_ref / np.broadcast_to(theta, (size,))
+            potential = gain * norm
             for syn in synapses:
-                syn.weights = _scale_rows(syn.weights, gain * norm)
+                syn.weights = _scale_rows(syn.weights, potential)
+                if syn.row_scale is not None:
+                    syn.row_scale = syn.row_scale * potential
             bias = (bias * gain + drive) * norm
         depth = 1 + max(0 if s.source == INPUT else pops[s.source].depth for s in synapses)
         for syn in synapses:
             syn.delay = depth - 1 - (0 if syn.source == INPUT else pops[syn.source].depth)
-        pop = Population(name, tuple(shape), lam, theta_ref, bias, synapses, depth, readout)
+        pop = Population(name, tuple(shape), lam, theta_ref, bias, synapses, depth, readout,
+                         potential)
         pops[name] = pop
         return pop
 
@@ -414,6 +434,7 @@ def _fold_normalisation(syn: Synapse, bias: np.ndarray, mean: np.ndarray, std: n
     else:
         syn.weights = _scale_cols(syn.weights, inv)
         shift = syn.weights @ mean
+    syn.row_scale = None
     return syn, bias - np.asarray(shift).reshape(-1)
 
 

@@ -113,6 +113,15 @@ def _grid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(q, lo, hi).astype(np.int64), (q < lo) | (q > hi)
 
 
+def mixed_grid(values: np.ndarray, scale: float, exp: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weights in float units (a synapse group not from the input, into a population of scale
+    ``scale``) as even integers in [-256, 254] at exponent ``exp``, and the clipped mask: the
+    mixed-sign grid a learning synapse keeps whatever the signs (Lava's LearningDense runs in
+    mixed sign mode and drops the LSB of its initial weights)."""
+    q = 2 * np.rint(np.asarray(values, float) * scale / 2.0 ** (exp + 1))
+    return np.clip(q, -256, 254).astype(np.int64), (q < -256) | (q > 254)
+
+
 def _values(m: Matrix) -> np.ndarray:
     return m.data if sp.issparse(m) else np.asarray(m).reshape(-1)
 

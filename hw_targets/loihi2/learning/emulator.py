@@ -1,0 +1,308 @@
+"""The learning graph in numpy: bit-exact to Lava fixed_pt, equal to floating_pt to float precision.
+
+Populations that no learning changes (frozen layers up to the learning ones, e.g. every conv
+layer) run batched through the inference emulator once, keeping only what the learning head
+receives: the pre-synaptic activity of each learning layer (spikes, or pooled spike counts for
+a relay) and the summed frozen input of the head populations. The head (learning populations
+and the readout) then runs window by window, in local time t = 1..T of each population (the
+Lava graph's delays only shift these), applying the learning engine's update (``engine``) at
+every window end. Windows that do not learn (held-out evaluation) run batched.
+
+What each window records is what the Lava processes record (see ``PRE_RECORD``, ``FACTOR_RECORD``), so the two
+backends are compared record by record.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..emulator import LIFState, _apply, emulate, spike_sums
+from ..spike_sum import SpikeSum
+from .engine import LearningSynapse
+from .neurons import (Eligibility, ThirdFactor, count_payload, hidden_scaled_delta, offset_payloads,
+                      softmax_error)
+from .plan import COUNT_OFFSET, ERROR_OFFSET, LearningPlan
+
+PRE_RECORD = ("spikes", "active")
+"""Per window, a pre population: spikes (pooled count for a relay) and neurons with any."""
+FACTOR_RECORD = ("saturated", "zero", "abs_sum", "nonzero")
+"""Per window, a third factor (readout error or hidden delta) as sent: clipped, zero, sum of
+|values| and count of non-zero values."""
+
+
+def factor_record(q: np.ndarray, saturated: int, zero: int) -> np.ndarray:
+    return np.array([saturated, zero, float(np.abs(q).sum()), np.count_nonzero(q)], float)
+
+
+def pre_record(counts: np.ndarray) -> np.ndarray:
+    return np.array([counts.sum(), np.count_nonzero(counts)], float)
+
+
+@dataclass
+class LearnRun:
+    """Everything a learning run reports, per window and at the end."""
+
+    logits: np.ndarray
+    """[S, classes]: the readout's mean over T (the NIR logits) of every window."""
+    errors: np.ndarray
+    """[S, classes]: the error third factor the readout sent (0 where a window does not learn)."""
+    activity: dict[str, np.ndarray]
+    """Per pre population (relays keyed by their layer's ``.relay`` name): [S, len(PRE_RECORD)]."""
+    factors: dict[str, np.ndarray]
+    """Per population sending a third factor (readout, hidden): [S, len(FACTOR_RECORD)]."""
+    weights: dict[str, np.ndarray]
+    """Final chip weights of every learning layer."""
+    feedback: dict[str, np.ndarray] = field(default_factory=dict)
+    """Final feedback weights (W_out^T copy) of every hidden learning population."""
+    neuron_counts: dict[str, np.ndarray] | None = None
+    """If asked for: [S, n] spike counts of every pre population."""
+    seconds: float = 0.0
+
+
+@dataclass
+class _Head:
+    """What the frozen network gives the learning head, per sample."""
+
+    pre: dict[str, np.ndarray]
+    """Per static pre population: activity [S, T, n] (spikes or pooled counts)."""
+    frozen: dict[str, np.ndarray]
+    """Per head population: summed input [S, T, n] from frozen groups of static sources."""
+
+
+class LearningEmulator:
+    """Runs a :class:`LearningPlan` on images; the plan's gains must be calibrated for ``run``."""
+
+    def __init__(self, plan: LearningPlan, record_neurons: bool = False) -> None:
+        self.plan, self.record_neurons = plan, record_neurons
+        self.fixed = plan.fixed
+        self.T = plan.timesteps
+        chip = plan.chip
+        self.pops = {p.name: p for p in chip.populations}
+        self.readout = chip.readout
+        self.hidden = {h.name: h for h in plan.hidden}
+        self.dynamic = set(self.hidden) | {self.readout.name}
+        by_post = {layer.post: layer for layer in plan.layers}
+        self.layer_of = by_post
+        # static pre populations whose activity is precomputed
+        self.static_pre = {layer.pre: layer for layer in plan.layers if layer.source not in self.dynamic}
+        self.sums = spike_sums(chip)
+
+    # -- the frozen network, batched ---------------------------------------------------------
+    def _record_names(self) -> set[str]:
+        names = {layer.source for layer in self.static_pre.values()}
+        for name in self.dynamic:
+            for i, syn in enumerate(self.pops[name].synapses):
+                if self._is_frozen_static(name, i):
+                    names.add(syn.source)
+        return names
+
+    def _is_frozen_static(self, name: str, i: int) -> bool:
+        layer = self.layer_of.get(name)
+        src = self.pops[name].synapses[i].source
+        return (layer is None or layer.group != i) and src not in self.dynamic
+
+    def head_inputs(self, images: np.ndarray, batch_size: int = 256) -> _Head:
+        chip, T = self.plan.chip, self.T
+        names = self._record_names()
+        pre = {p: [] for p in self.static_pre}
+        frozen = {n: [] for n in self.dynamic}
+        dtype = np.int64 if self.fixed else float
+        for start in range(0, len(images), batch_size):
+            x = chip.encode(images[start:start + batch_size])
+            if names:
+                run = emulate(chip, x, record=names, sums=self.sums)
+                trains = {n: run.spikes[n][:, self.pops[n].depth:self.pops[n].depth + T] for n in names}
+            else:
+                trains = {}
+            b = len(x)
+            for name, layer in self.static_pre.items():
+                s = trains[layer.source]
+                if layer.relay:
+                    flat = s.reshape(b * T, -1).astype(dtype)
+                    s = np.asarray((layer.pool @ flat.T).T).reshape(b, T, -1)
+                    s = s.astype(np.int16 if self.fixed else float)
+                pre[name].append(s)
+            for name in self.dynamic:
+                pop = self.pops[name]
+                total = np.zeros((b, T, pop.size), dtype)
+                for i, syn in enumerate(pop.synapses):
+                    if not self._is_frozen_static(name, i):
+                        continue
+                    src = x[:, None, :].repeat(T, 1) if syn.source == "input" else trains[syn.source]
+                    a = _apply(syn, self.sums[name, i], src.reshape(b * T, -1).astype(dtype), self.fixed)
+                    total += a.reshape(b, T, -1)
+                frozen[name].append(total)
+        return _Head({k: np.concatenate(v) for k, v in pre.items()},
+                     {k: np.concatenate(v) for k, v in frozen.items()})
+
+    # -- the head ------------------------------------------------------------------------------
+    def _forward(self, weights: dict[str, np.ndarray], head: _Head, idx: np.ndarray,
+                 with_kappa: bool) -> dict:
+        """The head's forward pass for windows ``idx`` with fixed weights: spike counts, the
+        readout's v, and kappa of the hidden populations (if asked)."""
+        plan, T, fixed = self.plan, self.T, self.fixed
+        b = len(idx)
+        out: dict = {"counts": {}, "kappa": {}, "spikes": {}}
+        for name, layer in self.static_pre.items():
+            out["counts"][name] = head.pre[name][idx].sum(axis=1).astype(float)
+        for name in self.hidden:
+            pop = self.pops[name]
+            layer = self.layer_of[name]
+            a = head.frozen[name][idx].copy()
+            a += self._synaptic(weights[layer.name], layer.weight_exp, head.pre[layer.pre][idx])
+            st = LIFState(pop, b, fixed)
+            h = self.hidden[name]
+            elig = Eligibility(plan.options.kappa, plan.options.alpha, h.lam, st.threshold,
+                               h.unit * h.potential_scale, (b, pop.size)) if with_kappa else None
+            spikes = np.zeros((b, T, pop.size), bool)
+            for t in range(T):
+                v = st.integrate(a[:, t])
+                s = v > st.threshold
+                if elig is not None:
+                    elig.update(v, s)
+                spikes[:, t] = st.fire()
+            out["spikes"][name] = spikes
+            out["counts"][name] = spikes.sum(axis=1).astype(float)
+            if elig is not None:
+                out["kappa"][name] = elig.kappa(h.potential_scale)
+        ro = self.readout
+        a = head.frozen[ro.name][idx].copy()
+        for i, syn in enumerate(ro.synapses):
+            layer = self.layer_of.get(ro.name)
+            if layer is not None and layer.group == i:
+                src = out["spikes"].get(layer.pre)
+                src = head.pre[layer.pre][idx] if src is None else src
+                a += self._synaptic(weights[layer.name], layer.weight_exp, src)
+            elif syn.source in self.dynamic:
+                a += self._synaptic(self._static_weights(syn), syn.weight_exp, out["spikes"][syn.source])
+        st = LIFState(ro, b, fixed)
+        for t in range(T):
+            st.integrate(a[:, t])
+        out["v"] = st.v
+        return out
+
+    @staticmethod
+    def _static_weights(syn) -> np.ndarray:
+        m = syn.matrix()
+        return np.asarray(m.toarray() if hasattr(m, "toarray") else m)
+
+    def _synaptic(self, w: np.ndarray, exp: int, pre: np.ndarray) -> np.ndarray:
+        """Input [B, T, n_post] through weights w (chip integers shifted by exp, or floats)."""
+        b, T = pre.shape[:2]
+        acc = pre.reshape(b * T, -1).astype(float) @ np.asarray(w, float).T
+        if not self.fixed:
+            return acc.reshape(b, T, -1)
+        acc = np.rint(acc).astype(np.int64)
+        acc = acc << exp if exp > 0 else acc >> -exp
+        return acc.reshape(b, T, -1)
+
+    def signals(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibration: errors [N, classes] and hidden deltas (lowered units) at the initial
+        weights, unquantized."""
+        head = self.head_inputs(images)
+        weights = {layer.name: layer.weights for layer in self.plan.layers}
+        out = self._forward(weights, head, np.arange(len(images)), True)
+        errors = softmax_error(self.plan.chip.logits(out["v"]), labels)
+        deltas = {}
+        for name, h in self.hidden.items():
+            back = errors @ (h.feedback.T * h.out_lsb)
+            deltas[name] = out["kappa"][name] * back
+        return errors, deltas
+
+    def run(self, images: np.ndarray, labels: np.ndarray, learn: np.ndarray,
+            progress: Callable[[int], None] | None = None, head: _Head | None = None) -> LearnRun:
+        """Every image one window; windows with ``learn`` true update the learning layers."""
+        start = time.perf_counter()
+        plan, fixed, W = self.plan, self.fixed, self.plan.window
+        opts = plan.options
+        head = head or self.head_inputs(images)
+        n = len(images)
+        learn = np.asarray(learn, bool)
+        syn = {layer.name: LearningSynapse(layer.weights, layer.mantissa, layer.exponent,
+                                           COUNT_OFFSET, fixed, opts.seed) for layer in plan.layers}
+        fb = {h.name: LearningSynapse(h.feedback, self.layer_of[self.readout.name].mantissa,
+                                      self.layer_of[self.readout.name].exponent, ERROR_OFFSET,
+                                      fixed, opts.seed)
+              if h.learned else LearningSynapse(h.feedback, 1, 0, 0, fixed, opts.seed)
+              for h in plan.hidden}
+        error_tf = ThirdFactor(plan.error_levels, fixed, opts.rounding, opts.seed, self.readout.size)
+        delta_tf = {h: ThirdFactor(self.layer_of[h].levels, fixed, opts.rounding,
+                                   opts.seed + 1 + i, self.pops[h].size)
+                    for i, h in enumerate(self.hidden)}
+        classes = self.readout.size
+        logits = np.zeros((n, classes))
+        errors = np.zeros((n, classes))
+        activity = {name: np.zeros((n, len(PRE_RECORD))) for name in plan.impulse}
+        factors = {name: np.zeros((n, len(FACTOR_RECORD))) for name in [self.readout.name, *self.hidden]}
+        neuron_counts = {name: None for name in plan.impulse} if self.record_neurons else None
+        k = 0
+        while k < n:
+            # a run of windows that do not learn goes batched; a learning window alone
+            end = k + 1 if learn[k] else k + int(np.argmax(np.r_[learn[k:], True]))
+            idx = np.arange(k, end)
+            weights = {name: s.weights for name, s in syn.items()}
+            out = self._forward(weights, head, idx, bool(learn[k]))
+            logits[idx] = plan.chip.logits(out["v"])
+            u_err = error_tf.draw(len(idx))
+            u_delta = {h: tf.draw(len(idx)) for h, tf in delta_tf.items()}
+            for name in plan.impulse:
+                counts = out["counts"][name]
+                activity[name][idx] = [pre_record(c) for c in counts]
+                if neuron_counts is not None:
+                    neuron_counts[name] = counts if neuron_counts[name] is None \
+                        else np.concatenate([neuron_counts[name], counts])
+            if not learn[k]:
+                zero = np.zeros(classes)
+                factors[self.readout.name][idx] = factor_record(zero, 0, classes)
+                for h in self.hidden:
+                    factors[h][idx] = factor_record(np.zeros(self.pops[h].size), 0, self.pops[h].size)
+            else:
+                self._learn(k, out, labels[k], syn, fb, error_tf, delta_tf, u_err[0],
+                            {h: u[0] for h, u in u_delta.items()}, errors, factors)
+            if progress is not None:
+                progress(len(idx))
+            k = end
+        return LearnRun(logits, errors, activity, factors, {n_: s.weights.copy() for n_, s in syn.items()},
+                        {h: s.weights.copy() for h, s in fb.items()}, neuron_counts,
+                        time.perf_counter() - start)
+
+    def _learn(self, k: int, out: dict, label: int, syn: dict, fb: dict, error_tf: ThirdFactor,
+               delta_tf: dict, u_err: np.ndarray, u_delta: dict, errors: np.ndarray,
+               factors: dict) -> None:
+        """One learning window's third factors and the engine updates at its end."""
+        plan, W, fixed = self.plan, self.plan.window, self.fixed
+        step, epoch = (k + 1) * W, k + 1
+        e = softmax_error(plan.chip.logits(out["v"]), [label])[0]
+        e_q, sat, zero = error_tf.quantize(plan.error_gain * e, u_err)
+        errors[k] = e_q
+        factors[self.readout.name][k] = factor_record(e_q, sat, zero)
+        deltas = {}
+        for name, h in self.hidden.items():
+            first, second = offset_payloads(e_q, ERROR_OFFSET)
+            diff = fb[name].weights @ second - fb[name].weights @ first
+            layer = self.layer_of[name]
+            scaled = hidden_scaled_delta(out["kappa"][name][0], diff, h.decode, layer.gain)
+            y, sat, zero = delta_tf[name].quantize(scaled, u_delta[name])
+            deltas[name] = y
+            factors[name][k] = factor_record(y, sat, zero)
+        for layer in plan.layers:
+            counts = out["counts"][layer.pre][0]
+            x1 = count_payload(counts, layer.impulse, COUNT_OFFSET) / 2
+            y = e_q if layer.post == self.readout.name else deltas[layer.post]
+            syn[layer.name].epoch(W, step, epoch, x1, y)
+        for name, h in self.hidden.items():
+            if h.learned:
+                pre_counts = out["counts"][name][0]
+                y1 = plan.impulse[name] * pre_counts
+                fb[name].epoch(W, step, epoch, ERROR_OFFSET + e_q, y1)
+            elif plan.options.feedback == "resync" and self._readout_learns(name) \
+                    and (k + 1) % plan.options.resync_every == 0:
+                fb[name].weights = syn[self.layer_of[self.readout.name].name].weights.T.copy()
+
+    def _readout_learns(self, hidden: str) -> bool:
+        layer = self.layer_of.get(self.readout.name)
+        return layer is not None and layer.source == hidden
+
