@@ -72,6 +72,33 @@ def conv_graph(shape: Sequence[int] = (1, 8, 8), channels: int = 4, classes: int
     return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])), metadata=_meta(timesteps))
 
 
+def pool_dense_graph(shape: Sequence[int] = (1, 8, 8), channels: int = 3, hidden: int = 12,
+                     classes: int = 4, timesteps: int = 4, seed: int = 0, lam: float = 0.8
+                     ) -> nir.NIRGraph:
+    """Conv3x3(pad 1) -> LIF -> AvgPool2 -> Flatten -> Affine -> LIF -> Affine: a dense layer
+    after pooling, as in the zoo conv net's head."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    flat = channels * (h // 2) * (w // 2)
+    nodes = {
+        "input": nir.Input(input_type=np.array(shape)),
+        "conv0": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0, 0.8, (channels, c, 3, 3)),
+                            stride=1, padding=1, dilation=1, groups=1,
+                            bias=rng.normal(0.2, 0.1, channels)),
+        "lif0": lif([channels, h, w], lam),
+        "pool0": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                               padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([channels, h // 2, w // 2])}, start_dim=0),
+        "fc1": nir.Affine(weight=rng.normal(0, 3.0 / np.sqrt(flat), (hidden, flat)),
+                          bias=rng.normal(0.1, 0.1, hidden)),
+        "lif1": lif([hidden], lam),
+        "fc2": nir.Affine(weight=rng.normal(0, 1.0, (classes, hidden)), bias=rng.normal(0, 0.1, classes)),
+        "output": nir.Output(output_type=np.array([classes])),
+    }
+    order = ["input", "conv0", "lif0", "pool0", "flat", "fc1", "lif1", "fc2", "output"]
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])), metadata=_meta(timesteps))
+
+
 def residual_graph(size: int = 10, classes: int = 3, timesteps: int = 4, seed: int = 0
                    ) -> nir.NIRGraph:
     """lif0 -> fc1 -> lif1 -> fc2 -> lif2 plus a shortcut lif0 -> fc_skip -> lif2 (fan-in)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,13 +36,28 @@ def compile_graph(graph: nir.NIRGraph, precision: Precision = "fixed", **options
     return net, chip, reports
 
 
-def check(graph: nir.NIRGraph, percentile: float = 100.0, **options) -> dict:
+def check(graph: nir.NIRGraph, percentile: float = 100.0, learn: Sequence[str] | None = None,
+          **options) -> dict:
     """Resources, bit widths and fit on one chip, plus quantization report and warnings.
-    ``options``: ``exponent``, ``split`` of :func:`quantize.compile_network`."""
+    ``options``: ``exponent``, ``split`` of :func:`quantize.compile_network`. ``learn``: layers
+    that should learn on the chip: adds the feasibility of on-chip learning (``learning``)."""
     net, chip, reports = compile_graph(graph, "fixed", percentile=percentile, **options)
     result = check_fit(chip, reports)
     result["warnings"] = net.meta.warnings() + result["warnings"]
+    if learn is not None:
+        from . import learning
+        layers = learning.choose_layers(net, learn or None)
+        plan = learning.plan_learning(net, chip, learning.LearnOptions(
+            layers=layers, lr=dict.fromkeys(layers, 1.0)))
+        result["learning"] = {"layers": list(layers), "window": plan.window,
+                              "feasibility": learning.feasibility(plan)}
     return result
+
+
+def learning():
+    """The on-chip learning API (``hw_targets.loihi2.learning``)."""
+    from . import learning as api
+    return api
 
 
 def reference_logits(graph: nir.NIRGraph, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

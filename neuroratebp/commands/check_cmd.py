@@ -23,8 +23,15 @@ def add_parser(subparsers: Any) -> None:
                    help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
                         "no clipping)")
     add_fixed_point_args(p)
+    p.add_argument("--learn", metavar="LAYERS", nargs="?", const="",
+                   help="also check on-chip learning of these comma-separated layers (alone: "
+                        "every dense layer that can learn)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
+
+
+MARKS = {True: "ok ", False: "NO ", None: "-  "}
+"""Feasibility items: limit met, not met, or a mapping without a limit."""
 
 
 def add_fixed_point_args(p: argparse.ArgumentParser) -> None:
@@ -49,8 +56,9 @@ def _plain(x: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
+    learn = None if args.learn is None else [n for n in args.learn.split(",") if n]
     report = target.check(target.load_graph(args.model), percentile=args.percentile,
-                          exponent=args.exponent, split=args.split)
+                          exponent=args.exponent, split=args.split, learn=learn)
     if args.json:
         print(json.dumps(_plain(report)))
         return 0 if report["fits"] else 1
@@ -73,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
           f"({'fits' if report['fits_expanded'] else 'does not fit'} one chip that way)")
     for w in report["warnings"]:
         print(f"warning: {w}")
+    if "learning" in report:
+        learning = report["learning"]
+        print(f"on-chip learning of {', '.join(learning['layers'])} (window {learning['window']} steps):")
+        for item in learning["feasibility"]:
+            value = "" if item["value"] is None else f" = {item['value']}"
+            print(f"  {MARKS[item['ok']]}{item['item']}{value} [{item['where']}] "
+                  f"{item['detail']} (source: {item['source']})")
     if report["fits"]:
         print("fits one chip (shared-weight estimate)")
         return 0

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hw_targets.loihi2.netx import write_netx_target
+from hw_targets.loihi2.netx import write_netx, write_netx_target
+from hw_targets.loihi2.target import load_graph
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..interchange import export_nir, write_nir
@@ -56,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Export a checkpoint for other tools and hardware "
                                           "targets; NIR: BatchNorm folded, neuron semantics, dt, "
                                           "T and input encoding in the graph metadata.")
-    p.add_argument("checkpoint", type=Path, help="model.pt written by neuroratebp train")
+    p.add_argument("checkpoint", type=Path, help="model.pt written by neuroratebp train (or, for "
+                   "--to netx, a .nir graph, e.g. one `neuroratebp learn -o` wrote)")
     p.add_argument("--to", choices=sorted(TARGETS), default="nir",
                    help="output format (default: nir)")
     p.add_argument("-o", "--output", type=Path,
@@ -71,6 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = TARGETS[args.to]
+    if args.checkpoint.suffix == ".nir":
+        return _from_nir(args, target)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
     output = args.output or args.checkpoint.with_suffix(target.suffix)
@@ -86,4 +90,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         details = ", ".join(f"{k}={v}" for k, v in facts.items() if v != "")
         print(f"wrote {output} ({details})")
+    return 0
+
+
+def _from_nir(args: argparse.Namespace, target: Target) -> int:
+    """A NIR graph (already exported, or learned on the chip) compiled to a hardware format."""
+    if args.to == "nir":
+        raise ValueError(f"{args.checkpoint} is already a NIR graph")
+    output = args.output or args.checkpoint.with_suffix(target.suffix)
+    facts = write_netx(load_graph(args.checkpoint), output)
+    report = {"target": args.to, "checkpoint": str(args.checkpoint), "output": str(output), **facts}
+    print(json.dumps(report) if args.json else f"wrote {output}")
     return 0

@@ -37,9 +37,9 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def load_test_images(name: str, input_shape: tuple[int, ...], limit: int | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw test images in [0, 1] shaped like the network input, and labels."""
+def load_test_images(name: str, input_shape: tuple[int, ...], limit: int | None,
+                     split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Raw images in [0, 1] of a split (default: test) shaped like the network input, and labels."""
     if name == "fmnist":
         splits = datasets.load_fashion_mnist()
     elif name == "digits":
@@ -49,7 +49,7 @@ def load_test_images(name: str, input_shape: tuple[int, ...], limit: int | None
         splits = datasets.load_fashion_mnist(name) if gz else datasets.load_cifar10(name)
     else:
         raise ValueError(f"--data must be fmnist, digits or a directory, got {name!r}")
-    test = splits.test.head(limit)
+    test = getattr(splits, split).head(limit)
     images, labels = test.images.numpy(), test.labels.numpy()
     if int(np.prod(images.shape[1:])) != int(np.prod(input_shape)):
         raise ValueError(f"data images {list(images.shape[1:])} do not fit the network input "

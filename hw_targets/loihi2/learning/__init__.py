@@ -17,3 +17,10 @@ error or delta as the third factor ``y2 - y3``. Modules:
 - ``lava_graph``: the Lava processes (imported only for the lava backend).
 - ``report``: learned NIR, per-run statistics and the feasibility report.
 """
+
+from .plan import LearnOptions, choose_layers, learnable_layers, plan_learning
+from .report import feasibility
+from .session import LearnResult, learn, make_plan
+
+__all__ = ["LearnOptions", "LearnResult", "choose_layers", "feasibility", "learn",
+           "learnable_layers", "make_plan", "plan_learning"]

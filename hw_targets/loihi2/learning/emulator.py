@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..emulator import LIFState, _apply, emulate, spike_sums
 from ..spike_sum import SpikeSum
@@ -60,6 +61,8 @@ class LearnRun:
     neuron_counts: dict[str, np.ndarray] | None = None
     """If asked for: [S, n] spike counts of every pre population."""
     seconds: float = 0.0
+    frozen_seconds: float = 0.0
+    """Emulator: of ``seconds``, the batched frozen layers (the rest is the learning head)."""
 
 
 @dataclass
@@ -89,6 +92,9 @@ class LearningEmulator:
         # static pre populations whose activity is precomputed
         self.static_pre = {layer.pre: layer for layer in plan.layers if layer.source not in self.dynamic}
         self.sums = spike_sums(chip)
+        self._static = {(self.readout.name, i): LearningSynapse(
+            s.matrix().toarray() if sp.issparse(s.matrix()) else s.matrix(), 1, 0, 0,
+            self.fixed, 0) for i, s in enumerate(self.readout.synapses)}
 
     # -- the frozen network, batched ---------------------------------------------------------
     def _record_names(self) -> set[str]:
@@ -139,6 +145,10 @@ class LearningEmulator:
                      {k: np.concatenate(v) for k, v in frozen.items()})
 
     # -- the head ------------------------------------------------------------------------------
+    def _synapse(self, layer) -> LearningSynapse:
+        return LearningSynapse(layer.weights, layer.mantissa, layer.exponent, COUNT_OFFSET,
+                               self.fixed, self.plan.options.seed, layer.max_count)
+
     def _forward(self, weights: dict[str, np.ndarray], head: _Head, idx: np.ndarray,
                  with_kappa: bool) -> dict:
         """The head's forward pass for windows ``idx`` with fixed weights: spike counts, the
@@ -152,7 +162,7 @@ class LearningEmulator:
             pop = self.pops[name]
             layer = self.layer_of[name]
             a = head.frozen[name][idx].copy()
-            a += self._synaptic(weights[layer.name], layer.weight_exp, head.pre[layer.pre][idx])
+            a += self._shift(weights[layer.name].forward(head.pre[layer.pre][idx]), layer.weight_exp)
             st = LIFState(pop, b, fixed)
             h = self.hidden[name]
             elig = Eligibility(plan.options.kappa, plan.options.alpha, h.lam, st.threshold,
@@ -175,35 +185,29 @@ class LearningEmulator:
             if layer is not None and layer.group == i:
                 src = out["spikes"].get(layer.pre)
                 src = head.pre[layer.pre][idx] if src is None else src
-                a += self._synaptic(weights[layer.name], layer.weight_exp, src)
+                a += self._shift(weights[layer.name].forward(src), layer.weight_exp)
             elif syn.source in self.dynamic:
-                a += self._synaptic(self._static_weights(syn), syn.weight_exp, out["spikes"][syn.source])
+                a += self._shift(self._static[ro.name, i].forward(out["spikes"][syn.source]),
+                                 syn.weight_exp)
         st = LIFState(ro, b, fixed)
         for t in range(T):
             st.integrate(a[:, t])
         out["v"] = st.v
         return out
 
-    @staticmethod
-    def _static_weights(syn) -> np.ndarray:
-        m = syn.matrix()
-        return np.asarray(m.toarray() if hasattr(m, "toarray") else m)
 
-    def _synaptic(self, w: np.ndarray, exp: int, pre: np.ndarray) -> np.ndarray:
-        """Input [B, T, n_post] through weights w (chip integers shifted by exp, or floats)."""
-        b, T = pre.shape[:2]
-        acc = pre.reshape(b * T, -1).astype(float) @ np.asarray(w, float).T
+    def _shift(self, acc: np.ndarray, exp: int) -> np.ndarray:
+        """Summed input as the chip delivers it: integers shifted by the group's exponent."""
         if not self.fixed:
-            return acc.reshape(b, T, -1)
+            return acc
         acc = np.rint(acc).astype(np.int64)
-        acc = acc << exp if exp > 0 else acc >> -exp
-        return acc.reshape(b, T, -1)
+        return acc << exp if exp > 0 else acc >> -exp
 
     def signals(self, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibration: errors [N, classes] and hidden deltas (lowered units) at the initial
         weights, unquantized."""
         head = self.head_inputs(images)
-        weights = {layer.name: layer.weights for layer in self.plan.layers}
+        weights = {layer.name: self._synapse(layer) for layer in self.plan.layers}
         out = self._forward(weights, head, np.arange(len(images)), True)
         errors = softmax_error(self.plan.chip.logits(out["v"]), labels)
         deltas = {}
@@ -216,13 +220,13 @@ class LearningEmulator:
             progress: Callable[[int], None] | None = None, head: _Head | None = None) -> LearnRun:
         """Every image one window; windows with ``learn`` true update the learning layers."""
         start = time.perf_counter()
-        plan, fixed, W = self.plan, self.fixed, self.plan.window
+        plan, fixed = self.plan, self.fixed
         opts = plan.options
         head = head or self.head_inputs(images)
+        frozen = time.perf_counter() - start
         n = len(images)
         learn = np.asarray(learn, bool)
-        syn = {layer.name: LearningSynapse(layer.weights, layer.mantissa, layer.exponent,
-                                           COUNT_OFFSET, fixed, opts.seed) for layer in plan.layers}
+        syn = {layer.name: self._synapse(layer) for layer in plan.layers}
         fb = {h.name: LearningSynapse(h.feedback, self.layer_of[self.readout.name].mantissa,
                                       self.layer_of[self.readout.name].exponent, ERROR_OFFSET,
                                       fixed, opts.seed)
@@ -243,8 +247,7 @@ class LearningEmulator:
             # a run of windows that do not learn goes batched; a learning window alone
             end = k + 1 if learn[k] else k + int(np.argmax(np.r_[learn[k:], True]))
             idx = np.arange(k, end)
-            weights = {name: s.weights for name, s in syn.items()}
-            out = self._forward(weights, head, idx, bool(learn[k]))
+            out = self._forward(syn, head, idx, bool(learn[k]))
             logits[idx] = plan.chip.logits(out["v"])
             u_err = error_tf.draw(len(idx))
             u_delta = {h: tf.draw(len(idx)) for h, tf in delta_tf.items()}
@@ -262,12 +265,13 @@ class LearningEmulator:
             else:
                 self._learn(k, out, labels[k], syn, fb, error_tf, delta_tf, u_err[0],
                             {h: u[0] for h, u in u_delta.items()}, errors, factors)
+            self._resync(idx, syn, fb)
             if progress is not None:
                 progress(len(idx))
             k = end
         return LearnRun(logits, errors, activity, factors, {n_: s.weights.copy() for n_, s in syn.items()},
                         {h: s.weights.copy() for h, s in fb.items()}, neuron_counts,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, frozen)
 
     def _learn(self, k: int, out: dict, label: int, syn: dict, fb: dict, error_tf: ThirdFactor,
                delta_tf: dict, u_err: np.ndarray, u_delta: dict, errors: np.ndarray,
@@ -282,7 +286,7 @@ class LearningEmulator:
         deltas = {}
         for name, h in self.hidden.items():
             first, second = offset_payloads(e_q, ERROR_OFFSET)
-            diff = fb[name].weights @ second - fb[name].weights @ first
+            diff = second @ fb[name].matrix_t - first @ fb[name].matrix_t
             layer = self.layer_of[name]
             scaled = hidden_scaled_delta(out["kappa"][name][0], diff, h.decode, layer.gain)
             y, sat, zero = delta_tf[name].quantize(scaled, u_delta[name])
@@ -298,11 +302,15 @@ class LearningEmulator:
                 pre_counts = out["counts"][name][0]
                 y1 = plan.impulse[name] * pre_counts
                 fb[name].epoch(W, step, epoch, ERROR_OFFSET + e_q, y1)
-            elif plan.options.feedback == "resync" and self._readout_learns(name) \
-                    and (k + 1) % plan.options.resync_every == 0:
-                fb[name].weights = syn[self.layer_of[self.readout.name].name].weights.T.copy()
 
-    def _readout_learns(self, hidden: str) -> bool:
+    def _resync(self, idx: np.ndarray, syn: dict, fb: dict) -> None:
+        """feedback="resync": the host copies W_out^T into the feedback after every K windows."""
+        plan = self.plan
         layer = self.layer_of.get(self.readout.name)
-        return layer is not None and layer.source == hidden
+        if plan.options.feedback != "resync" or layer is None or \
+                not np.any((idx + 1) % plan.options.resync_every == 0):
+            return
+        for name, h in self.hidden.items():
+            if not h.learned and layer.source == name:
+                fb[name].set(syn[layer.name].weights.T)
 

@@ -65,38 +65,73 @@ DECAY = float(np.exp(-1 / np.array([TRACE_TAU], float))[0])
 
 
 def decay(trace: np.ndarray, steps: int, random: float | None) -> np.ndarray:
-    """A trace value decayed over an epoch's ``steps`` (fixed point when ``random`` is given)."""
+    """A trace value decayed over an epoch's ``steps`` (fixed point when ``random`` is given).
+    Fixed point uses one random number for every step of the epoch, so once a step leaves the
+    values unchanged, so do the remaining ones."""
     t = np.asarray(trace, float if random is None else np.int64)
     for _ in range(steps):
         v = DECAY * t
         if random is None:
             t = v
-        else:
-            frac = v % 1
-            t = (np.floor(v) + (random < frac)).astype(np.int64)
+            continue
+        new = (np.floor(v) + (random < v % 1)).astype(np.int64)
+        if np.array_equal(new, t):
+            break
+        t = new
     return t
 
 
-def update_table(sign_mantissa: int, exponent: int, random: float) -> tuple[np.ndarray, int]:
-    """Weight change (integer steps, before the 8-bit clip) for every product f * y of two
-    clipped trace factors, and the table's offset: ``change = table[f * y + offset]``."""
-    span = -FACTOR_MIN * -FACTOR_MIN
+def update_table(sign_mantissa: int, exponent: int, random: float, span: int) -> np.ndarray:
+    """Weight change (integer steps, before the 8-bit clip) for every product ``f * y`` of two
+    clipped trace factors in [-span, span]: ``change = table[f * y + span]``."""
     q = np.arange(-span, span + 1, dtype=np.int64)
     acc = ((q * sign_mantissa) >> PRODUCT_SHIFT) << (exponent + WEIGHT_SHIFT)
     acc = np.clip(acc, -(2 ** ACC_BITS) - 1, 2 ** ACC_BITS - 1)
     low = acc & (2 ** WEIGHT_SHIFT - 1)
-    return (acc >> WEIGHT_SHIFT) + (low > random * 2 ** WEIGHT_SHIFT), span
+    return (acc >> WEIGHT_SHIFT) + (low > random * 2 ** WEIGHT_SHIFT)
+
+
+EXACT_FLOAT32 = 2 ** 24
+"""float32 adds integers exactly below this; forward sums of 8-bit weights and small payloads
+over a few thousand inputs stay below it, and halve the memory a sum reads."""
 
 
 class LearningSynapse:
-    """Weights of one LearningDense and its update: ``dw = sign c u0 (x1 - offset) y``."""
+    """Weights of one LearningDense, its forward sums and its update ``dw = sign c u0 (x1 -
+    offset) y``. The weights are kept transposed ([pre, post]: the rows of active inputs gather
+    contiguously) as floats: float32 in fixed point when every sum of ``max_payload``-sized
+    inputs stays an exact integer in it, else float64."""
 
     def __init__(self, weights: np.ndarray, mantissa: int, exponent: int, offset: int,
-                 fixed: bool, seed: int) -> None:
-        self.weights = np.array(weights, np.int64 if fixed else float)
+                 fixed: bool, seed: int, max_payload: float = 255.0) -> None:
+        n_pre = np.shape(weights)[1]
+        self.dtype = np.float32 if fixed and (-WEIGHT_MIN) * max_payload * n_pre < EXACT_FLOAT32 \
+            else float
         self.sign_mantissa = -int(mantissa)
         self.exponent, self.offset, self.fixed = int(exponent), offset, fixed
         self.randoms = Randoms(seed) if fixed else None
+        self.set(weights)
+
+    def set(self, weights: np.ndarray) -> None:
+        """Replace the weights ([post, pre]; a host write)."""
+        self.matrix_t = np.ascontiguousarray(np.asarray(weights).T, dtype=self.dtype)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """[post, pre]: integers in fixed point."""
+        w = self.matrix_t.T
+        return np.rint(w).astype(np.int64) if self.fixed else np.array(w)
+
+    def forward(self, pre: np.ndarray) -> np.ndarray:
+        """Summed input [B, T, n_post] of pre-synaptic activity [B, T, n_pre] (not shifted)."""
+        b, T, n = pre.shape
+        flat = pre.reshape(b * T, n)
+        active = np.flatnonzero(flat.any(axis=0))
+        if 2 * active.size < n:
+            out = flat[:, active].astype(self.dtype) @ self.matrix_t[active]
+        else:
+            out = flat.astype(self.dtype) @ self.matrix_t
+        return out.reshape(b, T, -1)
 
     def epoch(self, steps: int, step: int, epoch: int, x1: np.ndarray, y: np.ndarray) -> None:
         """Apply one epoch's update. ``x1``: pre traces at the epoch end; ``y``: the signed post
@@ -107,7 +142,7 @@ class LearningSynapse:
             c = self.sign_mantissa * 2.0 ** self.exponent
             rows, cols = np.flatnonzero(yd), np.flatnonzero(f)
             if rows.size and cols.size:
-                self.weights[np.ix_(rows, cols)] += c * np.outer(yd[rows], f[cols])
+                self.matrix_t[np.ix_(cols, rows)] += c * np.outer(f[cols], yd[rows])
             return
         rx, ry, rw = self.randoms.at(step, epoch)
         f = np.clip(decay(np.asarray(x1, np.int64), steps, rx) - self.offset, FACTOR_MIN, FACTOR_MAX)
@@ -116,13 +151,10 @@ class LearningSynapse:
         rows, cols = np.flatnonzero(yd), np.flatnonzero(f)
         if not rows.size or not cols.size:
             return
-        table, offset = update_table(self.sign_mantissa, self.exponent, rw)
-        if 2 * cols.size > len(f):  # dense enough: whole rows
-            block = self.weights[rows]
-            block += table[np.multiply.outer(yd[rows], f) + offset]
-            np.clip(block, WEIGHT_MIN, WEIGHT_MAX, out=block)
-            self.weights[rows] = block
-        else:
-            idx = np.ix_(rows, cols)
-            block = self.weights[idx] + table[np.multiply.outer(yd[rows], f[cols]) + offset]
-            self.weights[idx] = np.clip(block, WEIGHT_MIN, WEIGHT_MAX)
+        span = int(np.abs(f).max() * np.abs(yd).max())
+        table = update_table(self.sign_mantissa, self.exponent, rw, span).astype(self.dtype)
+        idx = np.ix_(cols, rows)
+        block = self.matrix_t[idx]
+        block += table[np.multiply.outer(f[cols].astype(np.int32), yd[rows].astype(np.int32)) + span]
+        np.clip(block, WEIGHT_MIN, WEIGHT_MAX, out=block)
+        self.matrix_t[idx] = block

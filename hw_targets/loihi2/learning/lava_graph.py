@@ -16,6 +16,9 @@ and three neuron processes of ours:
   cross-entropy error from the preloaded label, sends it as y2/y3 and, offset-binary, into the
   feedback, and records logits and errors.
 
+The process models index every array modulo its length and never raise: an exception inside a
+Lava process leaves the run waiting forever (seen with lava-nc 0.10), so they must not fail.
+
 Every sample is one window; labels and learn flags are preloaded, so one compiled graph serves
 held-out evaluation (learn flag 0) and the learning stream (flag 1) without host calls. Weights
 are read back at the end (``Var.get`` sends one element per message: ~30 s per million). Every
@@ -74,7 +77,7 @@ class TraceLIF(AbstractProcess):
     """A gated LIF population with spike count (and, if it learns, kappa and delta); see module."""
 
     def __init__(self, *, size: int, samples: int, neuron_counts: bool, **params) -> None:
-        super().__init__(size=size, samples=samples, **params)
+        super().__init__(size=size, samples=samples, neuron_counts=neuron_counts, **params)
         self.a_in = InPort(shape=(size,))
         self.a_fb = InPort(shape=(size,))
         self.s_out = OutPort(shape=(size,))
@@ -90,7 +93,7 @@ class PoolRelay(AbstractProcess):
     """Relay of pooled spike counts to a tied learning dense layer; see module."""
 
     def __init__(self, *, size: int, samples: int, neuron_counts: bool, **params) -> None:
-        super().__init__(size=size, samples=samples, **params)
+        super().__init__(size=size, samples=samples, neuron_counts=neuron_counts, **params)
         self.a_in = InPort(shape=(size,))
         self.s_out = OutPort(shape=(size,))
         self.activity = Var(shape=(samples, len(PRE_RECORD)), init=0)
@@ -151,7 +154,7 @@ class _TraceLIFModel(PyLoihiProcessModel):
             s_out = count_payload(self.count, self.impulse, COUNT_OFFSET)
             samples = self.activity.shape[0]
             self.activity[k % samples] = pre_record(self.count)
-            if self.neuron_counts.shape[0] == samples:
+            if self.proc_params["neuron_counts"]:
                 self.neuron_counts[k % samples] = self.count
         if self.kappa is not None:
             kp = self.kappa
@@ -193,7 +196,7 @@ class _PoolRelayModel(PyLoihiProcessModel):
             out = count_payload(self.total, self.impulse, COUNT_OFFSET)
             samples = self.activity.shape[0]
             self.activity[k % samples] = pre_record(self.total)
-            if self.neuron_counts.shape[0] == samples:
+            if self.proc_params["neuron_counts"]:
                 self.neuron_counts[k % samples] = self.total
         self.s_out.send(out)
 
@@ -363,7 +366,8 @@ class FastLearningDenseFloat(_SparseUpdate, PyLearningDenseModelFloat):
             setattr(self, name, var)
 
 
-for _cls, _precision in ((FastLearningDenseFixed, "fixed"), (FastLearningDenseFloat, "float")):
+LEARNING_MODELS = {"fixed": FastLearningDenseFixed, "float": FastLearningDenseFloat}
+for _precision, _cls in LEARNING_MODELS.items():
     tag(TAGS[_precision])(requires(CPU)(implements(proc=LearningDense, protocol=LoihiProtocol)(_cls)))
 
 
@@ -378,7 +382,7 @@ class LavaLearningGraph:
 
     def __init__(self, plan: LearningPlan, payload: np.ndarray, labels: np.ndarray,
                  learn: np.ndarray, neuron_counts: bool = False) -> None:
-        self.plan = plan
+        self.plan, self.neuron_counts = plan, neuron_counts
         fixed = plan.fixed
         chip, W = plan.chip, plan.window
         self.samples = len(payload)
@@ -459,7 +463,7 @@ class LavaLearningGraph:
         source_model = ImageSourceFixed if fixed else ImageSourceFloat
         exceptions = {ImageSource: source_model, self.source: source_model,
                       Sparse: SparseFixedMatVec if fixed else SparseFloatMatVec,
-                      LearningDense: FastLearningDenseFixed if fixed else FastLearningDenseFloat}
+                      LearningDense: LEARNING_MODELS[plan.precision]}
         for proc in [*self.neurons.values(), *self.relays.values()]:
             if (type(proc), fixed_key) in MODELS:
                 exceptions[type(proc)] = MODELS[type(proc), fixed_key]
@@ -519,8 +523,7 @@ class LavaLearningGraph:
         weights = {name: np.asarray(proc.weights.get()) for name, proc in self.learning.items()}
         feedback = {name: np.asarray(proc.weights.get()) for name, proc in self.feedback.items()}
         counts = None
-        first = self._proc(next(iter(plan.impulse))) if plan.impulse else None
-        if first is not None and first.neuron_counts.shape[0] == self.samples:
+        if self.neuron_counts:
             counts = {name: np.asarray(self._proc(name).neuron_counts.get()) for name in plan.impulse}
         return LearnRun(np.asarray(ro.logits.get()), np.asarray(ro.errors.get()), activity, factors,
                         weights, feedback, counts)

@@ -128,8 +128,8 @@ class LearningLayer:
     """Float (lowered) units per integer weight step; 1 in float."""
     row_scale: np.ndarray
     """Chip weight per unit of NIR weight, per post neuron."""
-    max_impulse: int
-    """Largest trace impulse whose pre trace cannot saturate: (127 - 1) // most counts."""
+    max_count: int
+    """Most spikes (pooled: summed) a pre neuron can send in T steps."""
     levels: int
     lr: float
     clipped: float = 0.0
@@ -146,6 +146,11 @@ class LearningLayer:
     @property
     def constant(self) -> float:
         return self.mantissa * 2.0 ** self.exponent
+
+    @property
+    def max_impulse(self) -> int:
+        """Largest trace impulse whose pre trace 1 + k count cannot saturate 7 bits."""
+        return (TRACE_MAX - COUNT_OFFSET) // self.max_count
 
     def rule(self) -> str:
         """dw of the Loihi3F rule: -c (x1 - 1) y2 + c (x1 - 1) y3, evaluated at epoch end (u0)."""
@@ -339,14 +344,8 @@ def plan_learning(net: Network, chip: ChipNet, options: LearnOptions, spec: Spec
     spec = spec or load_spec()
     fixed = chip.precision == "fixed"
     T = chip.timesteps
+    choose_layers(net, options.layers)
     known = learnable_layers(net)
-    for name in options.layers:
-        if name not in known:
-            raise ValueError(f"no weighted NIR layer named {name!r}; layers: {', '.join(known)}")
-        if known[name] is not None:
-            raise ValueError(f"layer {name!r} cannot learn on the chip: {known[name]}")
-    if len(set(options.layers)) != len(options.layers):
-        raise ValueError("a layer is named twice in the learning layers")
     pops = {p.name: p for p in chip.populations}
     lowered = {p.name: p for p in net.populations}
     posts: dict[str, str] = {}
@@ -379,13 +378,12 @@ def plan_learning(net: Network, chip: ChipNet, options: LearnOptions, spec: Spec
         relay = syn.pool is not None
         pre = f"{name}.relay" if relay else syn.source
         area = int(np.diff(syn.pool.indptr).max(initial=1)) if relay else 1
-        max_impulse = (TRACE_MAX - COUNT_OFFSET) // (T * area)
-        if max_impulse < 1:
+        if (TRACE_MAX - COUNT_OFFSET) // (T * area) < 1:
             raise ValueError(f"layer {name!r}: {T} steps x {area} pooled inputs overflow the 7-bit "
                              "pre trace even at impulse 1")
         layers.append(LearningLayer(name, post, pre, syn.source, relay,
                                     sp.csr_matrix(syn.pool) if relay else None, cg, weights, exp,
-                                    lsb, rs, max_impulse, DELTA_LEVELS, float(options.lr[name]),
+                                    lsb, rs, T * area, DELTA_LEVELS, float(options.lr[name]),
                                     clipped))
     readout = chip.readout.name
     hidden_posts = [layer.post for layer in layers if layer.post != readout]
@@ -474,10 +472,19 @@ def _check_static(net: Network, layers: list[LearningLayer]) -> None:
 
 
 def choose_layers(net: Network, names: Sequence[str] | None) -> tuple[str, ...]:
-    """The learning layers: those named, or every layer that can learn."""
-    if names:
-        return tuple(names)
-    able = tuple(n for n, why in learnable_layers(net).items() if why is None)
-    if not able:
-        raise ValueError("no layer of this network can learn on the chip")
-    return able
+    """The learning layers: those named (checked: they exist and can learn), or every layer
+    that can learn."""
+    known = learnable_layers(net)
+    if not names:
+        able = tuple(n for n, why in known.items() if why is None)
+        if not able:
+            raise ValueError("no layer of this network can learn on the chip")
+        return able
+    for name in names:
+        if name not in known:
+            raise ValueError(f"no weighted NIR layer named {name!r}; layers: {', '.join(known)}")
+        if known[name] is not None:
+            raise ValueError(f"layer {name!r} cannot learn on the chip: {known[name]}")
+    if len(set(names)) != len(names):
+        raise ValueError("a layer is named twice in the learning layers")
+    return tuple(names)
