@@ -373,7 +373,11 @@ for _precision, _cls in LEARNING_MODELS.items():
 
 # -- the graph -----------------------------------------------------------------------------------
 def _rule(dw: str, window: int, seed: int) -> Loihi3FLearningRule:
-    return Loihi3FLearningRule(dw=dw, x1_impulse=0, x1_tau=TRACE_TAU, t_epoch=window, rng_seed=seed)
+    """One epoch per window; every trace with decay constant TRACE_TAU (Loihi3F fixes its post
+    traces' at 2^16 - 1 in the constructor: set through the rule's own setters)."""
+    rule = Loihi3FLearningRule(dw=dw, x1_impulse=0, x1_tau=TRACE_TAU, t_epoch=window, rng_seed=seed)
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = TRACE_TAU
+    return rule
 
 
 class LavaLearningGraph:

@@ -72,14 +72,14 @@ def run_plan(plan: LearningPlan, images: np.ndarray, labels: np.ndarray, learn: 
     with lava_graph.running(graph):
         sync = _resync(plan, graph)
         chunk = plan.options.resync_every if sync else 50
-        first = min(len(images), chunk)
-        graph.run(first, progress, chunk, sync)
+        # the first window alone: it compiles and starts the processes
+        first = chunk if sync else 1
+        graph.run(min(first, len(images)), progress, chunk, sync)
         timing["startup_seconds"] = time.perf_counter() - start
         steady = time.perf_counter()
-        graph.run(len(images) - first, progress, chunk,
-                  None if sync is None else (lambda done: sync(done + first)))
-        timing["seconds_per_sample"] = (time.perf_counter() - steady) / max(len(images) - first, 1) \
-            if len(images) > first else timing["startup_seconds"] / max(first, 1)
+        graph.run(len(images) - first, progress, chunk, sync)
+        timing["seconds_per_sample"] = (time.perf_counter() - steady) / (len(images) - first) \
+            if len(images) > first else timing["startup_seconds"] / len(images)
         read = time.perf_counter()
         run = graph.result()
         timing["readback_seconds"] = time.perf_counter() - read
@@ -96,7 +96,7 @@ def _resync(plan: LearningPlan, graph) -> Callable[[int], None] | None:
     if not targets:
         return None
 
-    def sync(done: int) -> None:
+    def sync(_done: int) -> None:
         w = np.asarray(graph.learning[readout.name].weights.get())
         for h in targets:
             graph.feedback[h.name].weights.set(w.T.copy())
