@@ -148,25 +148,19 @@ def bitexact(windows: int = 60) -> dict:
 def torch_adaptation(graph, stream, heldout, lr: dict) -> dict:
     """The same adaptation by rate-BP in torch: SGD batch 1 on the NIR weights of the learning
     layers (biases frozen), accuracy of the float network before and after."""
-    from learning_reference import _model, _normalised
-    from neuroratebp.engine import forward_backward, infer
-    model, names = _model(graph, list(lr))
+    from learning_reference import model_for, normalised, sgd_steps
+    from neuroratebp.engine import infer
+    model, names = model_for(graph, list(lr))
     T = target.compile_graph(graph, "float")[1].timesteps
 
     def accuracy():
         xs, ys = heldout
-        pred = [infer(model, torch.cat([_normalised(graph, x) for x in xs[i:i + 250]]), T).argmax(1)
+        pred = [infer(model, torch.cat([normalised(graph, x) for x in xs[i:i + 250]]), T).argmax(1)
                 for i in range(0, len(xs), 250)]
         return float((torch.cat(pred).numpy() == ys).mean())
     before = accuracy()
     start = time.perf_counter()
-    for x, y in zip(*stream):
-        forward_backward(model, _normalised(graph, x), torch.tensor([int(y)]), "rate_m", T)
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                if n in names:
-                    p -= lr[names[n]] * p.grad
-                    p.grad = None
+    sgd_steps(graph, model, names, stream[0], stream[1], lr, T)
     seconds = time.perf_counter() - start
     after = accuracy()
     return {"accuracy_before": before, "accuracy_after": after, "gain": after - before,

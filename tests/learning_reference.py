@@ -14,7 +14,7 @@ from neuroratebp.engine import forward_backward
 from neuroratebp.interchange import import_nir
 
 
-def _model(graph: nir.NIRGraph, layers: Sequence[str]):
+def model_for(graph: nir.NIRGraph, layers: Sequence[str]):
     model, _ = import_nir(graph, dtype=torch.float64)
     names = {f"layers.{n}.weight": n for n in layers}
     for name, p in model.named_parameters():
@@ -22,7 +22,7 @@ def _model(graph: nir.NIRGraph, layers: Sequence[str]):
     return model, names
 
 
-def _normalised(graph: nir.NIRGraph, x: np.ndarray) -> torch.Tensor:
+def normalised(graph: nir.NIRGraph, x: np.ndarray) -> torch.Tensor:
     meta = read_metadata(graph)
     shape = (-1, 1, 1) if x.ndim == 3 and meta.mean.size > 1 else ()
     mean = meta.mean.reshape(shape) if shape else meta.mean[0]
@@ -33,27 +33,33 @@ def _normalised(graph: nir.NIRGraph, x: np.ndarray) -> torch.Tensor:
 def sgd_updates(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray,
                 lr: dict[str, float], timesteps: int) -> list[dict[str, np.ndarray]]:
     """Per sample, from the same start: the SGD change -lr dL/dW of every learning layer."""
-    model, names = _model(graph, list(lr))
+    model, names = model_for(graph, list(lr))
     out = []
     for x, y in zip(images, labels):
-        forward_backward(model, _normalised(graph, x), torch.tensor([int(y)]), "rate_m", timesteps)
+        forward_backward(model, normalised(graph, x), torch.tensor([int(y)]), "rate_m", timesteps)
         out.append({names[n]: -lr[names[n]] * p.grad.numpy().copy()
                     for n, p in model.named_parameters() if n in names})
         model.zero_grad()
     return out
 
 
-def sgd_sequence(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray,
-                 lr: dict[str, float], timesteps: int) -> dict[str, np.ndarray]:
-    """Weights of every learning layer after one SGD step (batch 1) per sample, in order."""
-    model, names = _model(graph, list(lr))
+def sgd_steps(graph: nir.NIRGraph, model, names: dict[str, str], images: np.ndarray,
+              labels: np.ndarray, lr: dict[str, float], timesteps: int) -> None:
+    """One rate-BP SGD step (batch 1) per sample, in order, on ``model`` (from ``_model``)."""
     for x, y in zip(images, labels):
-        forward_backward(model, _normalised(graph, x), torch.tensor([int(y)]), "rate_m", timesteps)
+        forward_backward(model, normalised(graph, x), torch.tensor([int(y)]), "rate_m", timesteps)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if n in names:
                     p -= lr[names[n]] * p.grad
                     p.grad = None
+
+
+def sgd_sequence(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray,
+                 lr: dict[str, float], timesteps: int) -> dict[str, np.ndarray]:
+    """Weights of every learning layer after one SGD step (batch 1) per sample, in order."""
+    model, names = model_for(graph, list(lr))
+    sgd_steps(graph, model, names, images, labels, lr, timesteps)
     return {names[n]: p.detach().numpy().copy() for n, p in model.named_parameters() if n in names}
 
 

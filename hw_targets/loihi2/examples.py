@@ -46,19 +46,28 @@ def mlp_graph(sizes: Sequence[int] = (16, 12, 8, 3), timesteps: int = 4, seed: i
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_meta(timesteps))
 
 
+def _conv_pool(rng: np.random.Generator, shape: Sequence[int], channels: int, lam: float,
+               bias: float) -> dict:
+    """Input -> Conv3x3(pad 1) -> LIF -> AvgPool2: the front of the conv examples."""
+    c, h, w = shape
+    return {
+        "input": nir.Input(input_type=np.array(shape)),
+        "conv0": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0, 0.8, (channels, c, 3, 3)),
+                            stride=1, padding=1, dilation=1, groups=1,
+                            bias=rng.normal(bias, 0.1, channels)),
+        "lif0": lif([channels, h, w], lam),
+        "pool0": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                               padding=np.array([0, 0])),
+    }
+
+
 def conv_graph(shape: Sequence[int] = (1, 8, 8), channels: int = 4, classes: int = 3,
                timesteps: int = 4, seed: int = 0, lam: float = 0.8) -> nir.NIRGraph:
     """Conv3x3(pad 1) -> LIF -> AvgPool2 -> Conv3x3 -> LIF -> Flatten -> Affine."""
     rng = np.random.default_rng(seed)
     c, h, w = shape
     nodes = {
-        "input": nir.Input(input_type=np.array(shape)),
-        "conv0": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0, 0.8, (channels, c, 3, 3)),
-                            stride=1, padding=1, dilation=1, groups=1,
-                            bias=rng.normal(0, 0.1, channels)),
-        "lif0": lif([channels, h, w], lam),
-        "pool0": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                               padding=np.array([0, 0])),
+        **_conv_pool(rng, shape, channels, lam, 0.0),
         "conv1": nir.Conv2d(input_shape=(h // 2, w // 2),
                             weight=rng.normal(0, 1.0, (channels, channels, 3, 3)),
                             stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(channels)),
@@ -81,13 +90,7 @@ def pool_dense_graph(shape: Sequence[int] = (1, 8, 8), channels: int = 3, hidden
     c, h, w = shape
     flat = channels * (h // 2) * (w // 2)
     nodes = {
-        "input": nir.Input(input_type=np.array(shape)),
-        "conv0": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0, 0.8, (channels, c, 3, 3)),
-                            stride=1, padding=1, dilation=1, groups=1,
-                            bias=rng.normal(0.2, 0.1, channels)),
-        "lif0": lif([channels, h, w], lam),
-        "pool0": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                               padding=np.array([0, 0])),
+        **_conv_pool(rng, shape, channels, lam, 0.2),
         "flat": nir.Flatten(input_type={"input": np.array([channels, h // 2, w // 2])}, start_dim=0),
         "fc1": nir.Affine(weight=rng.normal(0, 3.0 / np.sqrt(flat), (hidden, flat)),
                           bias=rng.normal(0.1, 0.1, hidden)),

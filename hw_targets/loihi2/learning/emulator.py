@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from ..emulator import LIFState, _apply, emulate, spike_sums
-from ..spike_sum import SpikeSum
 from .engine import LearningSynapse
 from .neurons import (Eligibility, ThirdFactor, count_payload, hidden_scaled_delta, offset_payloads,
                       softmax_error)
@@ -63,6 +63,21 @@ class LearnRun:
     seconds: float = 0.0
     frozen_seconds: float = 0.0
     """Emulator: of ``seconds``, the batched frozen layers (the rest is the learning head)."""
+
+
+@dataclass
+class _RunState:
+    """A run's learning synapses, third-factor quantizers and records."""
+
+    syn: dict[str, LearningSynapse]
+    fb: dict[str, LearningSynapse]
+    error: ThirdFactor
+    delta: dict[str, ThirdFactor]
+    logits: np.ndarray
+    errors: np.ndarray
+    activity: dict[str, np.ndarray]
+    factors: dict[str, np.ndarray]
+    neuron_counts: dict[str, list] | None
 
 
 @dataclass
@@ -220,88 +235,90 @@ class LearningEmulator:
             progress: Callable[[int], None] | None = None, head: _Head | None = None) -> LearnRun:
         """Every image one window; windows with ``learn`` true update the learning layers."""
         start = time.perf_counter()
-        plan, fixed = self.plan, self.fixed
-        opts = plan.options
         head = head or self.head_inputs(images)
         frozen = time.perf_counter() - start
-        n = len(images)
+        st = self._state(len(images))
         learn = np.asarray(learn, bool)
-        syn = {layer.name: self._synapse(layer) for layer in plan.layers}
-        fb = {h.name: LearningSynapse(h.feedback, self.layer_of[self.readout.name].mantissa,
-                                      self.layer_of[self.readout.name].exponent, ERROR_OFFSET,
-                                      fixed, opts.seed)
-              if h.learned else LearningSynapse(h.feedback, 1, 0, 0, fixed, opts.seed)
-              for h in plan.hidden}
-        error_tf = ThirdFactor(plan.error_levels, fixed, opts.rounding, opts.seed, self.readout.size)
-        delta_tf = {h: ThirdFactor(self.layer_of[h].levels, fixed, opts.rounding,
-                                   opts.seed + 1 + i, self.pops[h].size)
-                    for i, h in enumerate(self.hidden)}
-        classes = self.readout.size
-        logits = np.zeros((n, classes))
-        errors = np.zeros((n, classes))
-        activity = {name: np.zeros((n, len(PRE_RECORD))) for name in plan.impulse}
-        factors = {name: np.zeros((n, len(FACTOR_RECORD))) for name in [self.readout.name, *self.hidden]}
-        neuron_counts = {name: None for name in plan.impulse} if self.record_neurons else None
-        k = 0
-        while k < n:
-            # a run of windows that do not learn goes batched; a learning window alone
-            end = k + 1 if learn[k] else k + int(np.argmax(np.r_[learn[k:], True]))
-            idx = np.arange(k, end)
-            out = self._forward(syn, head, idx, bool(learn[k]))
-            logits[idx] = plan.chip.logits(out["v"])
-            u_err = error_tf.draw(len(idx))
-            u_delta = {h: tf.draw(len(idx)) for h, tf in delta_tf.items()}
-            for name in plan.impulse:
-                counts = out["counts"][name]
-                activity[name][idx] = [pre_record(c) for c in counts]
-                if neuron_counts is not None:
-                    neuron_counts[name] = counts if neuron_counts[name] is None \
-                        else np.concatenate([neuron_counts[name], counts])
-            if not learn[k]:
-                zero = np.zeros(classes)
-                factors[self.readout.name][idx] = factor_record(zero, 0, classes)
-                for h in self.hidden:
-                    factors[h][idx] = factor_record(np.zeros(self.pops[h].size), 0, self.pops[h].size)
-            else:
-                self._learn(k, out, labels[k], syn, fb, error_tf, delta_tf, u_err[0],
-                            {h: u[0] for h, u in u_delta.items()}, errors, factors)
-            self._resync(idx, syn, fb)
-            if progress is not None:
-                progress(len(idx))
-            k = end
-        return LearnRun(logits, errors, activity, factors, {n_: s.weights.copy() for n_, s in syn.items()},
-                        {h: s.weights.copy() for h, s in fb.items()}, neuron_counts,
+        with threadpool_limits(1):  # small products, window after window: threads only wait
+            k = 0
+            while k < len(images):
+                # a run of windows that do not learn goes batched; a learning window alone
+                end = k + 1 if learn[k] else k + int(np.argmax(np.r_[learn[k:], True]))
+                self._window(st, head, np.arange(k, end), labels, bool(learn[k]))
+                if progress is not None:
+                    progress(end - k)
+                k = end
+        counts = None if st.neuron_counts is None else \
+            {name: np.concatenate(parts) for name, parts in st.neuron_counts.items()}
+        return LearnRun(st.logits, st.errors, st.activity, st.factors,
+                        {n: s.weights for n, s in st.syn.items()},
+                        {h: s.weights for h, s in st.fb.items()}, counts,
                         time.perf_counter() - start, frozen)
 
-    def _learn(self, k: int, out: dict, label: int, syn: dict, fb: dict, error_tf: ThirdFactor,
-               delta_tf: dict, u_err: np.ndarray, u_delta: dict, errors: np.ndarray,
-               factors: dict) -> None:
+    def _state(self, n: int) -> "_RunState":
+        plan, fixed, opts = self.plan, self.fixed, self.plan.options
+        readout_layer = self.layer_of.get(self.readout.name)
+        fb = {h.name: LearningSynapse(h.feedback, readout_layer.mantissa, readout_layer.exponent,
+                                      ERROR_OFFSET, fixed, opts.seed) if h.learned
+              else LearningSynapse(h.feedback, 1, 0, 0, fixed, opts.seed) for h in plan.hidden}
+        sizes = {name: self.pops[name].size for name in [self.readout.name, *self.hidden]}
+        return _RunState(
+            syn={layer.name: self._synapse(layer) for layer in plan.layers}, fb=fb,
+            error=ThirdFactor(plan.error_levels, fixed, opts.rounding, opts.seed, self.readout.size),
+            delta={h: ThirdFactor(self.layer_of[h].levels, fixed, opts.rounding, opts.seed + 1 + i,
+                                  sizes[h]) for i, h in enumerate(self.hidden)},
+            logits=np.zeros((n, self.readout.size)), errors=np.zeros((n, self.readout.size)),
+            activity={name: np.zeros((n, len(PRE_RECORD))) for name in plan.impulse},
+            factors={name: np.zeros((n, len(FACTOR_RECORD))) for name in sizes},
+            neuron_counts={name: [] for name in plan.impulse} if self.record_neurons else None)
+
+    def _window(self, st: "_RunState", head: _Head, idx: np.ndarray, labels: np.ndarray,
+                learns: bool) -> None:
+        """Windows ``idx`` (several only if none learns): forward, records, the update."""
+        out = self._forward(st.syn, head, idx, learns)
+        st.logits[idx] = self.plan.chip.logits(out["v"])
+        u_err = st.error.draw(len(idx))
+        u_delta = {h: tf.draw(len(idx)) for h, tf in st.delta.items()}
+        for name in self.plan.impulse:
+            counts = out["counts"][name]
+            st.activity[name][idx] = [pre_record(c) for c in counts]
+            if st.neuron_counts is not None:
+                st.neuron_counts[name].append(counts)
+        if learns:
+            self._learn(st, idx[0], out, labels[idx[0]], u_err[0], {h: u[0] for h, u in u_delta.items()})
+        else:
+            for name, rec in st.factors.items():
+                size = self.pops[name].size
+                rec[idx] = factor_record(np.zeros(size), 0, size)
+        self._resync(idx, st.syn, st.fb)
+
+    def _learn(self, st: "_RunState", k: int, out: dict, label: int, u_err: np.ndarray,
+               u_delta: dict) -> None:
         """One learning window's third factors and the engine updates at its end."""
-        plan, W, fixed = self.plan, self.plan.window, self.fixed
+        plan, W = self.plan, self.plan.window
         step, epoch = (k + 1) * W, k + 1
         e = softmax_error(plan.chip.logits(out["v"]), [label])[0]
-        e_q, sat, zero = error_tf.quantize(plan.error_gain * e, u_err)
-        errors[k] = e_q
-        factors[self.readout.name][k] = factor_record(e_q, sat, zero)
+        e_q, sat, zero = st.error.quantize(plan.error_gain * e, u_err)
+        st.errors[k] = e_q
+        st.factors[self.readout.name][k] = factor_record(e_q, sat, zero)
         deltas = {}
         for name, h in self.hidden.items():
             first, second = offset_payloads(e_q, ERROR_OFFSET)
-            diff = second @ fb[name].matrix_t - first @ fb[name].matrix_t
-            layer = self.layer_of[name]
-            scaled = hidden_scaled_delta(out["kappa"][name][0], diff, h.decode, layer.gain)
-            y, sat, zero = delta_tf[name].quantize(scaled, u_delta[name])
+            diff = second @ st.fb[name].matrix_t - first @ st.fb[name].matrix_t
+            scaled = hidden_scaled_delta(out["kappa"][name][0], diff, h.decode,
+                                         self.layer_of[name].gain)
+            y, sat, zero = st.delta[name].quantize(scaled, u_delta[name])
             deltas[name] = y
-            factors[name][k] = factor_record(y, sat, zero)
+            st.factors[name][k] = factor_record(y, sat, zero)
         for layer in plan.layers:
             counts = out["counts"][layer.pre][0]
             x1 = count_payload(counts, layer.impulse, COUNT_OFFSET) / 2
             y = e_q if layer.post == self.readout.name else deltas[layer.post]
-            syn[layer.name].epoch(W, step, epoch, x1, y)
+            st.syn[layer.name].epoch(W, step, epoch, x1, y)
         for name, h in self.hidden.items():
             if h.learned:
-                pre_counts = out["counts"][name][0]
-                y1 = plan.impulse[name] * pre_counts
-                fb[name].epoch(W, step, epoch, ERROR_OFFSET + e_q, y1)
+                y1 = plan.impulse[name] * out["counts"][name][0]
+                st.fb[name].epoch(W, step, epoch, ERROR_OFFSET + e_q, y1)
 
     def _resync(self, idx: np.ndarray, syn: dict, fb: dict) -> None:
         """feedback="resync": the host copies W_out^T into the feedback after every K windows."""

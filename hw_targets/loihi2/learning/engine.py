@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plan import PRODUCT_SHIFT, TRACE_TAU
+from .plan import SPEC, PRODUCT_SHIFT, TRACE_BITS, TRACE_TAU
 
-ACC_BITS = 15
-"""Unsigned width of the learning accumulator (lava W_ACCUMULATOR_U); weights are held << 7."""
-WEIGHT_SHIFT = 7
-FACTOR_MIN, FACTOR_MAX = -128, 127
+ACC_BITS = SPEC["learning.accumulator_bits"] - 1
+"""Unsigned width of the learning accumulator (lava W_ACCUMULATOR_U)."""
+WEIGHT_SHIFT = ACC_BITS + 1 - (SPEC["learning.weight_bits"] + 1)
+"""Weights are held as ``w << 7`` in the accumulator (16-bit signed minus 9-bit signed weight)."""
+FACTOR_MIN, FACTOR_MAX = -(2 ** TRACE_BITS), 2 ** TRACE_BITS - 1
 """Trace factors are clipped to 2^7 signed before the product."""
-WEIGHT_MIN, WEIGHT_MAX = -256, 255
+WEIGHT_MIN, WEIGHT_MAX = -(2 ** SPEC["learning.weight_bits"]), 2 ** SPEC["learning.weight_bits"] - 1
 CONN_VAR_SEED = 2
 """lava ConnVarRandom's default seed: LearningDense never passes its rng_seed to it."""
 
@@ -140,9 +141,9 @@ class LearningSynapse:
             f = decay(x1, steps, None) - self.offset
             yd = decay(np.maximum(y, 0), steps, None) - decay(np.maximum(-y, 0), steps, None)
             c = self.sign_mantissa * 2.0 ** self.exponent
-            rows, cols = np.flatnonzero(yd), np.flatnonzero(f)
-            if rows.size and cols.size:
-                self.matrix_t[np.ix_(cols, rows)] += c * np.outer(f[cols], yd[rows])
+            cols = np.flatnonzero(f)
+            if cols.size and np.any(yd):
+                self.matrix_t[cols] += c * np.outer(f[cols], yd)
             return
         rx, ry, rw = self.randoms.at(step, epoch)
         f = np.clip(decay(np.asarray(x1, np.int64), steps, rx) - self.offset, FACTOR_MIN, FACTOR_MAX)
@@ -153,8 +154,11 @@ class LearningSynapse:
             return
         span = int(np.abs(f).max() * np.abs(yd).max())
         table = update_table(self.sign_mantissa, self.exponent, rw, span).astype(self.dtype)
-        idx = np.ix_(cols, rows)
-        block = self.matrix_t[idx]
-        block += table[np.multiply.outer(f[cols].astype(np.int32), yd[rows].astype(np.int32)) + span]
+        # the change depends on f * y only, and an input's f takes few values (k * count): one
+        # row of changes per distinct f, over all post neurons (y = 0 changes nothing)
+        values, which = np.unique(f[cols], return_inverse=True)
+        changes = table[np.multiply.outer(values, yd) + span]
+        block = self.matrix_t[cols]
+        block += changes[which]
         np.clip(block, WEIGHT_MIN, WEIGHT_MAX, out=block)
-        self.matrix_t[idx] = block
+        self.matrix_t[cols] = block

@@ -115,15 +115,33 @@ class ErrorReadout(AbstractProcess):
 
 
 # -- models --------------------------------------------------------------------------------------
-class _TraceLIFModel(PyLoihiProcessModel):
+def _count_spike(model: PyLoihiProcessModel, k: int, counts: np.ndarray) -> np.ndarray:
+    """Record window k's counts of a pre population; the count spike's payloads."""
+    samples = model.activity.shape[0]
+    model.activity[k % samples] = pre_record(counts)
+    if model.proc_params["neuron_counts"]:
+        model.neuron_counts[k % samples] = counts
+    return count_payload(counts, model.impulse, COUNT_OFFSET)
+
+
+class _NeuronModel(PyLoihiProcessModel):
+    """A population with Lava's LIF arithmetic (``LIFState``) and its T steps in the window."""
+
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         p = proc_params
         self.fixed = p["fixed"]
         self.state = LIFState(p["pop"], 1, self.fixed)
-        self.count = np.zeros(p["size"])
         self.first, self.last, self.W = p["first"], p["last"], p["window"]
-        self.impulse, self.learn = p["impulse"], p["learn"]
+        self.learn = p["learn"]
+
+
+class _TraceLIFModel(_NeuronModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        p = proc_params
+        self.count = np.zeros(p["size"])
+        self.impulse = p["impulse"]
         self.kappa = p.get("kappa")
         if self.kappa is not None:
             k = self.kappa
@@ -151,11 +169,7 @@ class _TraceLIFModel(PyLoihiProcessModel):
             self.count += spikes[0]
             s_out = spikes[0].astype(float)
         elif tau == self.W - 1 and self.impulse:
-            s_out = count_payload(self.count, self.impulse, COUNT_OFFSET)
-            samples = self.activity.shape[0]
-            self.activity[k % samples] = pre_record(self.count)
-            if self.proc_params["neuron_counts"]:
-                self.neuron_counts[k % samples] = self.count
+            s_out = _count_spike(self, k, self.count)
         if self.kappa is not None:
             kp = self.kappa
             if tau == kp["error_step"]:
@@ -193,22 +207,15 @@ class _PoolRelayModel(PyLoihiProcessModel):
             out = a
             self.total += a
         elif tau == self.W - 1:
-            out = count_payload(self.total, self.impulse, COUNT_OFFSET)
-            samples = self.activity.shape[0]
-            self.activity[k % samples] = pre_record(self.total)
-            if self.proc_params["neuron_counts"]:
-                self.neuron_counts[k % samples] = self.total
+            out = _count_spike(self, k, self.total)
         self.s_out.send(out)
 
 
-class _ErrorReadoutModel(PyLoihiProcessModel):
+class _ErrorReadoutModel(_NeuronModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         p = proc_params
-        self.fixed = p["fixed"]
-        self.state = LIFState(p["pop"], 1, self.fixed)
-        self.first, self.last, self.W = p["first"], p["last"], p["window"]
-        self.labels, self.learn = p["labels"], p["learn"]
+        self.labels = p["labels"]
         self.error_q = ThirdFactor(p["levels"], self.fixed, p["rounding"], p["seed"], p["size"])
         self.e_q = np.zeros(p["size"])
 

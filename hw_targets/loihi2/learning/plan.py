@@ -51,8 +51,10 @@ recursion (e_t = 1), with a triangle surrogate, or both (cheaper in neuron micro
 FEEDBACK = ("learned", "resync")
 ROUNDING = ("stochastic", "nearest")
 
-TRACE_MAX = 127
-"""Learning-engine traces are 7-bit and saturate (lava learning/constants.py W_TRACE)."""
+SPEC = load_spec()
+TRACE_BITS = SPEC["learning.trace_bits"]
+TRACE_MAX = 2 ** TRACE_BITS - 1
+"""Learning-engine traces are 7-bit and saturate (spec.toml learning.trace_bits)."""
 COUNT_OFFSET = 1
 ERROR_OFFSET = 64
 ERROR_LEVELS = 63
@@ -65,12 +67,14 @@ epoch-end value over the whole epoch (the count spike is one step old, the decay
 At Lava's own post-trace default (2^16 - 1) the fixed-point traces lost W steps in ~x/65535 of
 the epochs: the feedback copy drifted from W_out^T by a weight step in a third of its entries
 over 1,000 samples of the zoo task. Chip range: unverified."""
-MANTISSA_MAX = 7
-EXPONENT_RANGE = (-7, 8)
-"""Rule constant c = m 2^e, |m| <= 7 (4-bit signed mantissa), -7 <= e <= 8 (lava ProductSeries)."""
-PRODUCT_SHIFT = 3
-"""Fixed point drops 7 + 7 + 4 - 15 = 3 bits of a two-trace product (lava LearningRuleApplierBitApprox)."""
-EPOCH_TIME_BITS = 6
+MANTISSA_BITS = SPEC["learning.scale_mantissa_bits"]
+MANTISSA_MAX = 2 ** (MANTISSA_BITS - 1) - 1
+EXPONENT_RANGE = (SPEC["learning.scale_exp_min"], SPEC["learning.scale_exp_max"])
+"""Rule constant c = m 2^e: signed mantissa, |m| <= 7; exponent range (spec.toml learning.*)."""
+PRODUCT_SHIFT = 2 * TRACE_BITS + MANTISSA_BITS - (SPEC["learning.accumulator_bits"] - 1)
+"""Fixed point drops 7 + 7 + 4 - 15 = 3 bits of a two-trace product before scaling (lava
+LearningRuleApplierBitApprox: the product's widths beyond the unsigned accumulator)."""
+EPOCH_TIME_BITS = SPEC["learning.epoch_time_bits"]
 
 
 @dataclass(frozen=True)
