@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from hw_targets.loihi2 import examples as ex  # noqa: E402
 from hw_targets.loihi2.learning import LearnOptions, make_plan  # noqa: E402
 from hw_targets.loihi2.learning.emulator import LearningEmulator  # noqa: E402
-from hw_targets.loihi2.learning.session import learn, run_plan, schedule  # noqa: E402
+from hw_targets.loihi2.learning.session import learn, run_plan  # noqa: E402
 from neuroratebp.commands.learn_cmd import load_learning_data  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -182,9 +182,14 @@ def task(graph, lr: dict, stream: int, heldout: int, lava: bool, lava_stream: in
         runs += [("lava", p, ls, lh) for p in ("fixed", "float")]
         out["lava_torch"] = torch_adaptation(graph, ls, lh, lr) if (lava_stream, lava_heldout) != (stream, heldout) \
             else out["torch"]
+    frozen = {}
     for backend, precision, st, hd in runs:
         start = time.perf_counter()
-        result = learn(graph, st, hd, LearnOptions(layers, lr), backend, precision)
+        if backend == "emulator" and precision not in frozen:  # conv layers once per precision
+            plan = make_plan(graph, precision, LearnOptions(layers, lr))
+            frozen[precision] = LearningEmulator(plan).head_inputs(np.concatenate([hd[0], st[0], hd[0]]))
+        result = learn(graph, st, hd, LearnOptions(layers, lr), backend, precision,
+                       frozen=frozen.get(precision) if backend == "emulator" else None)
         r = result.report
         ref = out["lava_torch" if backend == "lava" else "torch"]
         out[f"{backend}_{precision}"] = {

@@ -13,7 +13,7 @@ from hw_targets.loihi2.learning import LearnOptions, make_plan
 from hw_targets.loihi2.learning.emulator import LearningEmulator
 from hw_targets.loihi2.learning.engine import Stream, decay, update_table
 from hw_targets.loihi2.learning.plan import PRODUCT_SHIFT, choose_rate
-from hw_targets.loihi2.learning.session import run_plan, schedule
+from hw_targets.loihi2.learning.session import schedule
 from cli_run import run_cli
 from learning_reference import cosine, sgd_sequence, sgd_updates
 

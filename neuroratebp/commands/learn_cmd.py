@@ -60,8 +60,9 @@ def add_parser(subparsers: Any) -> None:
                    help="rounding of errors and deltas to 7-bit third factors (fixed point)")
     p.add_argument("--calibration", type=int, default=64, metavar="N",
                    help="learning samples that set the error gains (default 64)")
-    p.add_argument("--headroom", type=int, default=1, metavar="BITS",
-                   help="fixed point: growth room of learning weights (default 1 bit)")
+    p.add_argument("--headroom", type=float, default=1.5, metavar="FACTOR",
+                   help="fixed point: learning weights start within 1/FACTOR of the 8-bit range "
+                        "(coarser steps if needed; default 1.5)")
     p.add_argument("--seed", type=int, default=0, help="random streams of the learning graph")
     add_fixed_point_args(p)
     p.add_argument("-o", "--output", type=Path, help="write the learned network as NIR")

@@ -27,7 +27,6 @@ start and stop of the graph goes through :func:`running`.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 

@@ -28,13 +28,12 @@ Units: the user's learning rate is SGD on the NIR node's weight (``W_nir -= lr d
 1, biases frozen). The chip holds ``W = row_scale W_nir`` in integer steps of ``lsb``; the
 fixed-point engine changes a weight by ``c/8 * x1 * y`` (two 7-bit traces and the 4-bit mantissa
 lose 3 bits), floating point by ``c x1 y``. With ``x1 - 1 = k count`` and ``y = G delta`` that is
-SGD at ``lr`` when ``c k G / 8 = lr row_scale^2 / (T lsb)``: k is the largest impulse that cannot
-saturate the trace, c = m 2^e the representable constant closest to what a calibrated gain
-(``G ~ levels / p99 |delta|``) asks for, and G absorbs the rest exactly (per post neuron).
+SGD at ``lr`` when ``c k G / 8 = lr row_scale^2 / (T lsb)``. A calibrated gain (``levels / p99
+|delta|``) bounds G; :func:`choose_rate` picks c = m 2^e and the impulse k (``1 + k * most
+counts <= 127``) that let G come closest to it, and G absorbs the rest exactly (per post neuron).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -92,8 +91,10 @@ class LearnOptions:
     alpha: float = 4.0
     """Surrogate sharpness of the trained neuron (rate-BP: g = alpha sig'(alpha (u - theta)))."""
     seed: int = 0
-    headroom: int = 1
-    """Fixed point: bits of growth room for learning weights (exponent raised by this much)."""
+    headroom: float = 1.5
+    """Fixed point: growth room of learning weights. A learning group keeps the compile's
+    exponent if its largest weight stays below 254 / headroom, else takes coarser steps until
+    it does (room to grow, at the price of resolution)."""
     percentile: float = 99.0
     """Error gains put this percentile of |error| / |delta| on the top level."""
 
@@ -112,8 +113,8 @@ class LearnOptions:
             raise ValueError(f"resync interval must be >= 1 sample, got {self.resync_every}")
         if not 0 < self.percentile <= 100:
             raise ValueError(f"percentile must lie in (0, 100], got {self.percentile}")
-        if self.headroom < 0 or self.alpha <= 0:
-            raise ValueError("headroom must be >= 0 and alpha > 0")
+        if self.headroom < 1 or self.alpha <= 0:
+            raise ValueError("headroom must be >= 1 and alpha > 0")
 
 
 @dataclass
@@ -376,8 +377,11 @@ def plan_learning(net: Network, chip: ChipNet, options: LearnOptions, spec: Spec
         weights = np.asarray(syn.weights.toarray() if sp.issparse(syn.weights) else syn.weights, float)
         clipped = 0.0
         if fixed:
-            exp = min(int(csyn.weight_exp) + options.headroom, spec["synapse.weight_exp_max"])
             scale = pops[post].scale
+            exp = int(csyn.weight_exp)
+            while np.abs(weights).max(initial=0) * scale / 2.0 ** exp > 254 / options.headroom \
+                    and exp < spec["synapse.weight_exp_max"]:
+                exp += 1
             q, clip = mixed_grid(weights, scale, exp)
             weights, lsb, clipped = q, 2.0 ** exp / scale, float(clip.mean())
         else:

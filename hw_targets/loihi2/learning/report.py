@@ -54,13 +54,14 @@ def _fraction(num: float, den: float) -> float:
 def layer_stats(plan: LearningPlan, run: LearnRun, learn: np.ndarray) -> dict[str, dict]:
     """Per learning layer: rule, gains, third factors, update sizes, clipping, changes."""
     learn = np.asarray(learn, bool)
+    sizes = {p.name: p.size for p in plan.chip.populations}
     out = {}
     for layer in plan.layers:
         pre = run.activity[layer.pre][learn]
         post = run.factors[layer.post][learn]
         sat, zero, abs_sum, nonzero = (post[:, FACTOR_RECORD.index(k)] for k in FACTOR_RECORD)
         spikes, active = pre[:, PRE_RECORD.index("spikes")], pre[:, PRE_RECORD.index("active")]
-        n_post = plan.chip.populations[[p.name for p in plan.chip.populations].index(layer.post)].size
+        n_post = sizes[layer.post]
         # expected |dw| (weight steps) over the synapses whose product is non-zero, per window:
         # c/8 * (x1 - 1) * |y|, summed = c/8 * k * spikes * sum|y|
         scale = layer.constant / (2 ** PRODUCT_SHIFT if plan.fixed else 1.0)
@@ -70,8 +71,11 @@ def layer_stats(plan: LearningPlan, run: LearnRun, learn: np.ndarray) -> dict[st
         at_bound = (w <= -256) | (w >= 255) if plan.fixed else np.zeros(w.shape, bool)
         changed = w != np.asarray(layer.weights)
         windows = int(learn.sum())
+        achieved = layer.constant * layer.impulse * layer.gain * plan.timesteps * layer.lsb \
+            / ((2 ** PRODUCT_SHIFT if plan.fixed else 1.0) * layer.row_scale ** 2)
         stats = {
             "lr": layer.lr,
+            "achieved_lr": float(np.median(achieved)),
             "rule": layer.rule(),
             "rule_constant": layer.constant,
             "mantissa": layer.mantissa, "exponent": layer.exponent,
@@ -149,7 +153,8 @@ def feasibility(plan: LearningPlan, run: LearnRun | None = None, learn: np.ndarr
                           "limit": 0.01, "ok": s["weights_at_bound"] <= 0.01,
                           "where": "learning engine",
                           "detail": f"{s['weights_at_bound']:.2%} of weights at the 8-bit bounds "
-                                    f"after learning ({plan.options.headroom} bit(s) of headroom)",
+                                    f"after learning (initial weights within 1/{plan.options.headroom:g} "
+                                    "of the range)",
                           "source": "lava-nc 0.10 LearningDense: weights clipped to 8 bits + sign"})
             if plan.fixed:
                 items.append({"item": f"{name}: update size", "value": s["mean_update_lsb"],

@@ -55,14 +55,16 @@ def schedule(stream: int, heldout: int) -> np.ndarray:
 
 def run_plan(plan: LearningPlan, images: np.ndarray, labels: np.ndarray, learn: np.ndarray,
              backend: str = "emulator", progress: Callable[[int], None] | None = None,
-             record_neurons: bool = False) -> tuple[LearnRun, dict]:
-    """Run every image one window on a calibrated plan; also returns timings."""
+             record_neurons: bool = False, frozen=None) -> tuple[LearnRun, dict]:
+    """Run every image one window on a calibrated plan; also returns timings. ``frozen``: the
+    emulator's frozen-layer outputs for these images (``LearningEmulator.head_inputs``), if
+    already computed for the same precision."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     start = time.perf_counter()
     if backend == "emulator":
         emu = LearningEmulator(plan, record_neurons)
-        run = emu.run(images, labels, learn, progress)
+        run = emu.run(images, labels, learn, progress, frozen)
         total = time.perf_counter() - start
         return run, {"seconds_per_sample": total / max(len(images), 1), "seconds": total}
     from . import lava_graph
@@ -106,10 +108,11 @@ def _resync(plan: LearningPlan, graph) -> Callable[[int], None] | None:
 def learn(graph: nir.NIRGraph, stream: tuple[np.ndarray, np.ndarray],
           heldout: tuple[np.ndarray, np.ndarray], options: LearnOptions,
           backend: str = "emulator", precision: str = "fixed",
-          progress: Callable[[int], None] | None = None, calibration: int = 64,
+          progress: Callable[[int], None] | None = None, calibration: int = 64, frozen=None,
           **compile_options) -> LearnResult:
     """Learn on the labelled ``stream`` (images, labels), measure accuracy on ``heldout`` before
-    and after in the same simulation; ``calibration``: stream samples that set the error gains."""
+    and after in the same simulation; ``calibration``: stream samples that set the error gains;
+    ``frozen``: see :func:`run_plan` (images in the order held-out, stream, held-out)."""
     (xs, ys), (xh, yh) = stream, heldout
     if not len(xs):
         raise ValueError("no learning samples")
@@ -118,7 +121,7 @@ def learn(graph: nir.NIRGraph, stream: tuple[np.ndarray, np.ndarray],
     images = np.concatenate([xh, xs, xh])
     labels = np.concatenate([yh, ys, yh]).astype(int)
     flags = schedule(len(xs), len(xh))
-    run, timing = run_plan(plan, images, labels, flags, backend, progress)
+    run, timing = run_plan(plan, images, labels, flags, backend, progress, frozen=frozen)
     h = len(xh)
     pred = run.logits.argmax(1)
     before = float(np.mean(pred[:h] == yh)) if h else None
