@@ -24,6 +24,8 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 
+from neuroratebp.interchange.validation import check_graph, check_normalization, check_timing
+
 INPUT = "input"
 """Source name of the network input (raw image in [0, 1], flattened C-order)."""
 
@@ -76,9 +78,9 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
         raise ValueError(f"input encoding {encoding!r} is not supported (only 'direct')")
     mean = _pick(meta, "input_mean", "mean", default=norm.get("mean", 0.0) if isinstance(norm, Mapping) else 0.0)
     std = _pick(meta, "input_std", "std", default=norm.get("std", 1.0) if isinstance(norm, Mapping) else 1.0)
-    return Meta(dt=float(np.asarray(dt)), timesteps=int(np.asarray(timesteps)),
-                mean=np.atleast_1d(np.asarray(mean, dtype=float)),
-                std=np.atleast_1d(np.asarray(std, dtype=float)), encoding=encoding, readout=readout,
+    dt, timesteps = check_timing(graph, dt, timesteps)
+    mean, std = check_normalization(mean, std)
+    return Meta(dt=dt, timesteps=timesteps, mean=mean, std=std, encoding=encoding, readout=readout,
                 reset=str(_pick(meta, "reset", default="hard")),
                 comparison=str(_pick(meta, "comparison", default="gt")))
 
@@ -308,11 +310,9 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
 
 def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """lam, input gain g (r*dt/tau), theta and constant drive (dt/tau*v_leak) per neuron."""
-    theta = np.asarray(node.v_threshold, float).reshape(-1)
+    theta = np.asarray(node.v_threshold, float).reshape(-1)  # > 0 and finite: validation
     if np.any(np.asarray(node.v_reset if node.v_reset is not None else 0.0) != 0):
         raise ValueError(f"neuron {name!r}: Loihi resets to 0, got v_reset != 0")
-    if np.any(theta <= 0):
-        raise ValueError(f"neuron {name!r}: thresholds must be positive")
     r = np.asarray(node.r, float).reshape(-1) * np.ones_like(theta)
     if isinstance(node, nir.IF):
         return 1.0, r * dt, theta, np.zeros_like(theta)
@@ -326,6 +326,7 @@ def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.nd
 
 def lower(graph: nir.NIRGraph) -> Network:
     """NIR graph -> populations with folded synapse matrices (float, unquantized)."""
+    check_graph(graph)
     meta = read_metadata(graph)
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:

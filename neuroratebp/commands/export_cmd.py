@@ -17,6 +17,7 @@ from typing import Any
 from hw_targets.loihi2.netx import write_netx_target
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..files import refuse_overwrite
 from ..interchange import export_nir, write_nir
 from ..network import SNN
 
@@ -71,9 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = TARGETS[args.to]
+    output = args.output or args.checkpoint.with_suffix(target.suffix)
+    refuse_overwrite(output, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    output = args.output or args.checkpoint.with_suffix(target.suffix)
     options = ExportOptions(args.allow_approximate, args.timesteps)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -17,16 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import h5py
 import nir
 import numpy as np
 import torch
 from torch import nn
 
+from ..limits import timesteps as check_timesteps
 from ..network import INPUT, SNN
 from ..neuron import neuron_config
 from .discretisation import discrete_neuron
+from .export import recorded_data
 from .graph_spec import graph_nodes
+from .validation import check_graph, check_normalization, check_timing, read_nir
 
 GraphSource = nir.NIRGraph | str | os.PathLike[str]
 
@@ -42,36 +44,6 @@ UNSUPPORTED = {
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _unknown_node_types(path: Path) -> list[str]:
-    """Names of nodes whose type nir does not know (nir.read only says 'assert')."""
-    known = set(nir.ir.__all__)
-    found = []
-    try:
-        with h5py.File(path, "r") as f:
-            for name, node in f["node/nodes"].items():
-                kind = node["type"][()] if "type" in node else b""
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                if kind not in known:
-                    found.append(f"{name!r} ({kind or 'no type'})")
-    except Exception:  # the file is too damaged to say more
-        return []
-    return found
-
-
-def read_nir(path: str | os.PathLike[str]) -> nir.NIRGraph:
-    """``nir.read`` with type checking; failures become one-line ValueErrors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"NIR file not found: {path}")
-    try:
-        return nir.read(path)
-    except Exception as e:  # h5py, nir asserts and type checks: all mean "not a usable NIR file"
-        unknown = _unknown_node_types(path)
-        if unknown:
-            raise ValueError(f"{path}: unknown NIR node type in {', '.join(unknown)}") from None
-        raise ValueError(f"{path} is not a readable NIR file: {_first_line(e)}") from None
 
 
 def _ints(values: Any) -> list[int]:
@@ -212,14 +184,15 @@ def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, 
     meta = graph.metadata or {}
     train: dict[str, Any] = {}
     if "timesteps" in meta:
-        train["timesteps"] = int(meta["timesteps"])
+        train["timesteps"] = check_timesteps(meta["timesteps"], "graph metadata timesteps")
     if meta.get("method", "unknown") != "unknown":
         train["method"] = str(meta["method"])
     data: dict[str, Any] = {}
     norm = meta.get("normalize")
     if isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
-        data["mean"] = [float(v) for v in np.atleast_1d(norm["mean"])]
-        data["std"] = [float(v) for v in np.atleast_1d(norm["std"])]
+        mean, std = check_normalization(norm["mean"], norm["std"])
+        data["mean"], data["std"] = [float(v) for v in mean], [float(v) for v in std]
+    data.update(recorded_data(meta))
     model: dict[str, Any] = {"arch": "graph", "input_shape": input_shape, "layers": layers}
     if out_shape is not None:
         model["num_classes"] = int(np.prod(out_shape))
@@ -234,11 +207,11 @@ def import_nir(source: GraphSource, *, dt: float | None = None,
     metadata ``dt`` (written by this project's export). ``dtype`` of the parameters defaults to
     torch's default; float64 keeps the file's values exactly.
     """
-    graph = source if isinstance(source, nir.NIRGraph) else read_nir(source)
+    graph = check_graph(source) if isinstance(source, nir.NIRGraph) else read_nir(source)
     if dt is None and "dt" in (graph.metadata or {}):
-        dt = float(graph.metadata["dt"])
-    if dt is not None and not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+        dt = graph.metadata["dt"]
+    if dt is not None:
+        dt, _ = check_timing(graph, dt, None)
     inp, out, body, sources = _order(graph)
     if not body:
         raise ValueError("the graph has no layers between its Input and Output")
