@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,7 +73,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"checkpoint not found: {path}")
     _check_archive(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the refusal says enough
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refused an object: the cause says which
         raise ValueError(f"{path} is refused: it holds more than tensors and plain data "
                          f"({_cause(e)}); checkpoints are loaded without running code") from None
@@ -91,11 +94,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any]) -> SNN:
-    """Rebuild the network from a checkpoint's config and load its weights (eval mode)."""
+    """Rebuild the network from a checkpoint's config and load its weights (eval mode).
+
+    The config's network is first built on the meta device and its weight shapes compared
+    with the stored tensors, so the real model is only allocated when it matches them: memory
+    then stays bounded by the file's size, whatever the config asks for."""
+    weights = ckpt["state_dict"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise ValueError("checkpoint state_dict must map names to tensors")
+    with torch.device("meta"):
+        shell = model_from_config(ckpt["config"])
+    expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != stored:
+        key = next(k for k in sorted(set(expected) | set(stored)) if expected.get(k) != stored.get(k))
+        raise ValueError(f"checkpoint weights do not match its config: {key!r} is "
+                         f"{list(stored[key]) if key in stored else 'missing'} in the file, the "
+                         f"config needs {list(expected[key]) if key in expected else 'nothing'}")
     model = model_from_config(ckpt["config"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint weights do not match its config: "
-                         f"{str(e).splitlines()[0]}") from None
+    model.load_state_dict(weights)
     return model.eval()

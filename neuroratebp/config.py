@@ -17,10 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .architectures import build_model
 from .data import DATASETS, dataset_name
+from .engine import infer
+from .limits import Limits
 from .network import SNN
-from .neuron import NeuronConfig, neuron_config
+from .neuron import LIF, NeuronConfig, neuron_config
 
 SECTIONS = ("model", "neuron", "data", "train")
 
@@ -173,8 +177,36 @@ def neuron_from_config(cfg: Mapping[str, Any]) -> NeuronConfig:
     return neuron_config(preset, **table)
 
 
-def model_from_config(cfg: Mapping[str, Any]) -> SNN:
-    """Build the network a config describes (fresh weights)."""
+def model_from_config(cfg: Mapping[str, Any], limits: Limits | None = None) -> SNN:
+    """Build the network a config describes (fresh weights), after checking on torch's meta
+    device (shapes only, nothing allocated) that its parameters and layer outputs are within
+    the limits: a config from a file must not ask for terabytes."""
     if not isinstance(cfg.get("model"), Mapping):
         raise ValueError("the config has no [model] table")
-    return build_model(cfg["model"], neuron_from_config(cfg))
+    neuron = neuron_from_config(cfg)
+    with torch.device("meta"):
+        shell = build_model(cfg["model"], neuron)
+    check_size(shell, limits or Limits.from_env())
+    return build_model(cfg["model"], neuron)
+
+
+def check_size(model: SNN, limits: Limits) -> None:
+    """Parameters within ``limits.synapses``; the input, every layer's output (per sample) and
+    all spiking neurons together within ``limits.neurons``. Works on a meta-device model."""
+    limits.check("neurons", math.prod(model.input_shape), "the network input")
+    limits.check("synapses", sum(p.numel() for p in model.parameters()), "the network's weights")
+    sizes: dict[str, int] = {}
+    hooks = [module.register_forward_hook(lambda _, __, out, name=name: sizes.__setitem__(
+        name, out.numel())) for name, module in model.layers.items()]
+    training = model.training
+    try:
+        device = next(model.parameters()).device
+        infer(model.eval(), torch.zeros(1, *model.input_shape, device=device), 1)
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+    for name, size in sizes.items():
+        limits.check("neurons", size, f"layer {name!r} output")
+    limits.check("neurons", sum(sizes[n] for n, m in model.layers.items() if isinstance(m, LIF)),
+                 "the network's spiking layers")

@@ -29,15 +29,16 @@ CIFAR10_TEST = "test_batch"
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images ``(N, C, H, W)`` and their int64 labels ``(N,)``."""
+    """Images ``(N, C, H, W)`` (or samples reshaped to a network's input, ``(N, ...)``) and
+    their int64 labels ``(N,)``."""
 
     images: Tensor
     labels: Tensor
 
     def __post_init__(self) -> None:
-        if self.images.dim() != 4 or self.images.shape[0] != self.labels.shape[0]:
+        if self.images.dim() < 2 or self.images.shape[0] != self.labels.shape[0]:
             raise ValueError(f"images {tuple(self.images.shape)} and labels "
-                             f"{tuple(self.labels.shape)} do not form a (N, C, H, W) data set")
+                             f"{tuple(self.labels.shape)} do not form a data set")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -19,6 +19,7 @@ import copy
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -274,8 +275,10 @@ def _resume(state: Mapping[str, Any], cfg: dict[str, Any], optimizer: torch.opti
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"]
         fresh = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        for _ in range(done):
-            fresh.step()
+        with warnings.catch_warnings():  # replaying steps, no optimizer step is due
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(done):
+                fresh.step()
         scheduler.load_state_dict(fresh.state_dict())
     torch.set_rng_state(state["rng"])
     return history

@@ -179,12 +179,13 @@ def _order(graph: nir.NIRGraph) -> tuple[str, str, list[str], dict[str, list[str
 
 
 def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, Any]],
-            out_shape: np.ndarray | None) -> dict[str, Any]:
-    """Run config that rebuilds the network; T, method and normalization come from metadata."""
+            out_shape: np.ndarray | None, timesteps: int | None) -> dict[str, Any]:
+    """Run config that rebuilds the network; method, data set and normalization come from
+    the metadata, T (checked) from the caller."""
     meta = graph.metadata or {}
     train: dict[str, Any] = {}
-    if "timesteps" in meta:
-        train["timesteps"] = check_timesteps(meta["timesteps"], "graph metadata timesteps")
+    if timesteps is not None:
+        train["timesteps"] = timesteps
     if meta.get("method", "unknown") != "unknown":
         train["method"] = str(meta["method"])
     data: dict[str, Any] = {}
@@ -208,10 +209,14 @@ def import_nir(source: GraphSource, *, dt: float | None = None,
     torch's default; float64 keeps the file's values exactly.
     """
     graph = check_graph(source) if isinstance(source, nir.NIRGraph) else read_nir(source)
-    if dt is None and "dt" in (graph.metadata or {}):
-        dt = graph.metadata["dt"]
+    meta = graph.metadata or {}
+    timesteps = meta.get("timesteps")
+    if dt is None and "dt" in meta:
+        dt = meta["dt"]
     if dt is not None:
-        dt, _ = check_timing(graph, dt, None)
+        dt, timesteps = check_timing(graph, dt, timesteps)
+    elif timesteps is not None:
+        timesteps = check_timesteps(timesteps, "timesteps (T)")
     inp, out, body, sources = _order(graph)
     if not body:
         raise ValueError("the graph has no layers between its Input and Output")
@@ -223,7 +228,8 @@ def import_nir(source: GraphSource, *, dt: float | None = None,
     if shape is None:
         raise ValueError(f"the Input node {inp!r} has no shape")
     input_shape = _ints(shape)
-    config = _config(graph, input_shape, importer.layers, graph.nodes[out].output_type["output"])
+    config = _config(graph, input_shape, importer.layers, graph.nodes[out].output_type["output"],
+                     timesteps)
     model = SNN(input_shape, graph_nodes(importer.layers, neuron_config("chip")))
     model.to(dtype or torch.get_default_dtype())
     try:

@@ -106,11 +106,12 @@ def _check_dataset(d: h5py.Dataset, where: str, budget: dict, limits: Limits) ->
     values = 0 if d.shape is None else math.prod(d.shape) * max(1, d.dtype.itemsize // 8)
     budget["values"] += values
     if budget["values"] > limits.synapses:
-        limits.check("synapses", budget["values"], f"HDF5 dataset {where} brings the stored "
-                     "numbers to")
+        limits.check("synapses", budget["values"], f"HDF5 dataset {where}: the numbers stored")
 
 
 def _first_line(e: BaseException) -> str:
+    if isinstance(e, KeyError):
+        return f"a node lacks the field {e.args[0]!r}" if e.args else "a field is missing"
     text = " ".join(str(e).split())
     return text if text else type(e).__name__
 
@@ -182,11 +183,13 @@ def check_tables(tables: Mapping[str, Any], limits: Limits, prefix: str = "") ->
     nodes = tables.get("nodes")
     if not isinstance(nodes, Mapping) or "edges" not in tables:
         raise ValueError("the graph has no 'nodes' and 'edges'")
+    if not isinstance(tables.get("metadata", {}), Mapping):
+        raise ValueError(f"{prefix or 'the graph'} metadata must be a group of values")
     known = set(nir.ir.__all__)
     for raw_name, table in nodes.items():
         name = f"{prefix}{raw_name}"
         kind = table.get("type") if isinstance(table, Mapping) else None
-        if kind not in known or kind in ("NIRNode",):
+        if not isinstance(kind, str) or kind not in known:
             raise ValueError(f"NIR node {name!r} has unknown type {kind!r}")
         if kind == "NIRGraph":
             check_tables(table, limits, f"{name}.")
@@ -217,13 +220,22 @@ def _short(value: Any) -> str:
     return np.array2string(arr.reshape(-1)[:4], precision=4) + (" ..." if arr.size > 4 else "")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Values beyond it become infinite in a float32 network (torch's default)."""
+
+
 def _check_node(name: str, kind: str, table: Mapping[str, Any], limits: Limits) -> None:
+    if not isinstance(table.get("metadata", {}), Mapping):
+        raise ValueError(f"NIR node {name!r} ({kind}): metadata must be a group of values")
     for key, value in table.items():
         if key in ("type", "metadata"):
             continue
         arr = _number_array(value)
         if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise ValueError(f"NIR node {name!r} ({kind}): {key} holds NaN or infinity")
+        if arr is not None and arr.size and float(np.max(np.abs(arr))) > FLOAT32_MAX:
+            raise ValueError(f"NIR node {name!r} ({kind}): {key} holds values beyond the float32 "
+                             f"range (|x| up to {float(np.max(np.abs(arr))):.3g})")
         if key in POSITIVE and arr is not None and np.any(arr <= 0):
             raise ValueError(f"NIR node {name!r} ({kind}): {key} must be positive, got "
                              f"{_short(arr[arr <= 0])}")
@@ -231,7 +243,7 @@ def _check_node(name: str, kind: str, table: Mapping[str, Any], limits: Limits) 
         _integers(name, "shape", table.get("shape"), 1)
         if kind == "Input":
             limits.check("neurons", math.prod(int(d) for d in np.atleast_1d(table["shape"])),
-                         f"NIR node {name!r}: input of")
+                         f"NIR node {name!r}: the input")
     elif kind == "Flatten" and table.get("input_type") is not None:
         _integers(name, "input_type", table["input_type"], 1)
     elif kind in ("Conv1d", "Conv2d"):
@@ -324,7 +336,7 @@ def check_sizes(graph: nir.NIRGraph, limits: Limits, prefix: str = "") -> tuple[
         if any(d < 1 for d in shape):
             raise ValueError(f"NIR node {name!r} ({type(node).__name__}) has output shape "
                              f"{shape}: every dimension must be positive")
-        limits.check("neurons", out, f"NIR node {name!r} output of")
+        limits.check("neurons", out, f"NIR node {name!r} output")
         if type(node).__name__ in SPIKING:
             neurons += out
         if isinstance(node, (nir.Affine, nir.Linear)):
@@ -334,8 +346,8 @@ def check_sizes(graph: nir.NIRGraph, limits: Limits, prefix: str = "") -> tuple[
             synapses += out * math.prod(w.shape[1:])
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             synapses += out * math.prod(int(k) for k in np.atleast_1d(node.kernel_size))
-    limits.check("neurons", neurons, f"{prefix or 'the graph'} has spiking neurons")
-    limits.check("synapses", synapses, f"{prefix or 'the graph'} has connections")
+    limits.check("neurons", neurons, f"the spiking nodes of {prefix or 'the graph'}")
+    limits.check("synapses", synapses, f"the connections of {prefix or 'the graph'}")
     return neurons, synapses
 
 
