@@ -24,9 +24,8 @@ DIGITS = ROOT / "models" / "digits_mlp.toml"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small trained run directory with model.pt and its NIR export model.nir."""
-    config = load_config(DIGITS)
-    config["model"]["hidden"] = [16]
-    out = tmp_path_factory.mktemp("run")
+    config = load_config(DIGITS)  # hidden 64: checkpoints big enough that a failed write lands
+    out = tmp_path_factory.mktemp("run")  # inside torch's zip writer (the "unexpected pos" case)
     fit(config, out_dir=out, epochs=1, limit_train=320, quiet=True)
     assert run_cli("export", str(out / "model.pt"), "-o", str(out / "model.nir"))[0] == 0
     return out

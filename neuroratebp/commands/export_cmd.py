@@ -20,6 +20,7 @@ from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..files import refuse_overwrite
 from ..interchange import export_nir, write_nir
 from ..network import SNN
+from .options import integer
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-approximate", action="store_true",
                    help="export neurons the format cannot express exactly (soft reset, >= "
                         "threshold) as its nearest neuron, recorded in the metadata")
-    p.add_argument("--timesteps", type=int, help="T to record (default: the checkpoint's)")
+    p.add_argument("--timesteps", "-T", type=integer(1), help="T to record (default: the checkpoint's)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=run)
 
