@@ -87,7 +87,8 @@ def load_fashion_mnist(path: str | Path = FASHION_MNIST_DIR) -> Splits:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise ValueError(f"Fashion-MNIST not found in {root} (missing {', '.join(missing)}); "
-                             "install the Debian package dataset-fashion-mnist or set [data] path")
+                             "install the Debian package dataset-fashion-mnist, or name the "
+                             "directory with --data DIR ([data] path)")
         images, labels = read_idx(files[0]), read_idx(files[1])
         if images.ndim != 3 or labels.shape != images.shape[:1]:
             raise ValueError(f"Fashion-MNIST {split} files in {root} do not match each other")
@@ -179,6 +180,8 @@ DATASET_ALIASES = {"fashion_mnist": "fmnist"}
 """Names older configs and checkpoints use (the shipped zoo model says fashion_mnist)."""
 SYNTHETIC_OPTIONS = ("shape", "num_classes", "train_size", "test_size", "seed")
 """``[data]`` keys of the synthetic data set (recorded with an exported model)."""
+DIRECTORY_DATASETS = ("fmnist", "cifar10")
+"""Data sets read from files in a directory (the others are generated or ship with sklearn)."""
 DEFAULT_DATASET = "fmnist"
 """What a model that records no data set (a NIR graph from another tool) is tested on."""
 
@@ -210,6 +213,10 @@ def data_table(table: Mapping[str, Any], data: str | None) -> dict[str, Any]:
             table["dataset"] = "fmnist"
         elif (root / CIFAR10_TEST).is_file():
             table["dataset"] = "cifar10"
+        elif recorded not in (None, *DIRECTORY_DATASETS):
+            raise ValueError(f"--data {data}: no Fashion-MNIST idx files or CIFAR-10 batches "
+                             f"there, and the model's data set {recorded} is not read from a "
+                             "directory")
     table["dataset"] = dataset_name(table.get("dataset")) or DEFAULT_DATASET
     return table
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_run import cli_process
 from neuroratebp.checkpoint import load_checkpoint
 from neuroratebp.cli import main
 
@@ -90,12 +89,6 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "neuroratebp", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
-
-
 def test_malformed_and_malicious_checkpoints_are_refused(trained: tuple[Path, dict], tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((trained[0] / "model.pt").read_bytes()[:2000])
@@ -105,7 +98,7 @@ def test_malformed_and_malicious_checkpoints_are_refused(trained: tuple[Path, di
     not_ours = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3)}, not_ours)
     for path in (truncated, malicious, not_ours):
-        proc = _cli("eval", str(path))
+        proc = cli_process("eval", str(path), timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("neuroratebp eval: error:") and len(proc.stderr.strip().splitlines()) == 1
         assert "Traceback" not in proc.stderr
