@@ -57,6 +57,8 @@ def inspect_file(path: str | os.PathLike[str], limits: Limits | None = None) -> 
     try:
         with h5py.File(path, "r") as f:
             _walk(f, "", 0, set(), budget, limits)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     except (OSError, RuntimeError, KeyError) as e:  # h5py: not HDF5, truncated, damaged
         raise ValueError(f"{path} is not a readable NIR file: {_first_line(e)}") from None
 
