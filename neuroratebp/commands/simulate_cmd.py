@@ -17,7 +17,7 @@ from tqdm import tqdm
 from hw_targets import get_target
 
 from .. import data as datasets
-from .check_cmd import add_fixed_point_args
+from .check_cmd import add_fixed_point_args, add_time_args
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,6 +32,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data", default="fmnist",
                    help="fmnist, digits, or a directory with Fashion-MNIST idx.gz / CIFAR-10 batches")
     p.add_argument("--limit", type=int, metavar="N", help="first N test samples only")
+    add_time_args(p)
     add_fixed_point_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
-    graph = target.load_graph(args.model)
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     net, _, _ = target.compile_graph(graph, args.precision)
     images, labels = load_test_images(args.data, net.input_shape, args.limit)
     with tqdm(total=len(images), desc=f"{args.backend} {args.precision}", unit="sample",
