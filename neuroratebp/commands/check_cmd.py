@@ -22,9 +22,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--percentile", type=float, default=100.0,
                    help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
                         "no clipping)")
+    add_time_args(p)
     add_fixed_point_args(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
+
+
+def add_time_args(p: argparse.ArgumentParser) -> None:
+    """Time step and T for graphs whose metadata lacks them (files from other frameworks)."""
+    p.add_argument("--dt", type=float,
+                   help="time step the NIR dynamics are meant for (default: the graph metadata's; "
+                        "snnTorch and SpikingJelly files: 1e-4)")
+    p.add_argument("--timesteps", "-T", type=int,
+                   help="steps per sample (default: the graph metadata's)")
 
 
 def add_fixed_point_args(p: argparse.ArgumentParser) -> None:
@@ -49,7 +59,8 @@ def _plain(x: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
-    report = target.check(target.load_graph(args.model), percentile=args.percentile,
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
+    report = target.check(graph, percentile=args.percentile,
                           exponent=args.exponent, split=args.split)
     if args.json:
         print(json.dumps(_plain(report)))

@@ -18,7 +18,7 @@ from hw_targets.loihi2.netx import write_netx_target
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..files import refuse_overwrite
-from ..interchange import export_nir, write_nir
+from ..interchange import DEFAULT_DT, export_nir, write_nir
 from ..network import SNN
 from .options import integer
 
@@ -27,6 +27,7 @@ from .options import integer
 class ExportOptions:
     allow_approximate: bool = False
     timesteps: int | None = None
+    dt: float = DEFAULT_DT
 
 
 Writer = Callable[[SNN, Mapping[str, Any], Path, ExportOptions], dict[str, Any]]
@@ -41,7 +42,7 @@ class Target:
 
 def write_nir_target(model: SNN, config: Mapping[str, Any], path: Path,
                      options: ExportOptions) -> dict[str, Any]:
-    graph = export_nir(model, config, timesteps=options.timesteps,
+    graph = export_nir(model, config, dt=options.dt, timesteps=options.timesteps,
                        allow_approximate=options.allow_approximate)
     write_nir(graph, path)
     meta = graph.metadata
@@ -67,6 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="export neurons the format cannot express exactly (soft reset, >= "
                         "threshold) as its nearest neuron, recorded in the metadata")
     p.add_argument("--timesteps", "-T", type=integer(1), help="T to record (default: the checkpoint's)")
+    p.add_argument("--dt", type=float, default=DEFAULT_DT,
+                   help=f"NIR: time step of the neuron mapping (default {DEFAULT_DT:g}, the step "
+                        "snnTorch assumes; see docs/export_format.md)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=run)
 
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(output, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    options = ExportOptions(args.allow_approximate, args.timesteps)
+    options = ExportOptions(args.allow_approximate, args.timesteps, args.dt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         facts = target.write(model, ckpt["config"], output, options)

@@ -18,7 +18,7 @@ from hw_targets import get_target
 
 from .. import data as datasets
 from ..interchange.export import recorded_data
-from .check_cmd import add_fixed_point_args
+from .check_cmd import add_fixed_point_args, add_time_args
 from .options import add_data_arg, add_limit_arg
 
 
@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
                    help="Lava fixed_pt (chip bit widths) or floating_pt (default: fixed)")
     add_data_arg(p)
     add_limit_arg(p)
+    add_time_args(p)
     add_fixed_point_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
-    graph = target.load_graph(args.model)
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     net, _, _ = target.compile_graph(graph, args.precision)
     images, labels = load_test_images(args.data, net.input_shape, args.limit, recorded_data(graph.metadata))
     with tqdm(total=len(images), desc=f"{args.backend} {args.precision}", unit="sample",

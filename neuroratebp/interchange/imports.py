@@ -1,7 +1,8 @@
 """Import a NIR graph as a runnable network of this project.
 
-Supported nodes: Input, Output, Affine, Linear, Conv2d, LIF, IF, Flatten, SumPool2d, AvgPool2d;
-fan-in (several edges into a node) becomes an ``Add`` layer. Neurons map back through
+Supported nodes: Input, Output, Affine, Linear, Conv2d, LIF, IF, CubaLIF with a one-step synapse,
+Flatten, SumPool2d, AvgPool2d (sizes as scalars or pairs, as snnTorch, Norse and SpikingJelly write
+them); fan-in (several edges into a node) becomes an ``Add`` layer. Neurons map back through
 :mod:`.discretisation` (needs ``dt``: from the graph metadata or the caller) and must have one
 value per layer and ``v_reset = 0``. The network runs exactly what the file means: NIR neurons
 reset to 0 and fire when ``v > v_threshold``, even when the metadata says the exported model was
@@ -33,7 +34,6 @@ from .validation import check_graph, check_normalization, check_timing, read_nir
 GraphSource = nir.NIRGraph | str | os.PathLike[str]
 
 UNSUPPORTED = {
-    "CubaLIF": "current-based synapses have no equivalent in this project's LIF",
     "CubaLI": "current-based non-spiking neurons are not supported",
     "LI": "non-spiking leaky neurons are not supported (the readout is an Affine averaged over T)",
     "I": "non-spiking integrators are not supported",
@@ -48,6 +48,12 @@ def _first_line(e: BaseException) -> str:
 
 def _ints(values: Any) -> list[int]:
     return [int(v) for v in np.atleast_1d(values)]
+
+
+def _dim(value: Any) -> int:
+    """A Flatten dim (snnTorch writes ints, SpikingJelly one-element arrays)."""
+    (dim,) = _ints(value)
+    return dim
 
 
 class _Importer:
@@ -112,18 +118,17 @@ class _Importer:
                             "padding": padding, "dilation": _ints(node.dilation), "groups": groups,
                             "bias": True},
                       weight=weight, bias=node.bias)
-        elif isinstance(node, (nir.LIF, nir.IF)):
+        elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
             if self.dt is None:
                 raise ValueError(f"NIR node {raw!r} ({kind}): the graph metadata has no dt and "
                                  "none was given; pass the time step (--dt)")
             lam, theta = discrete_neuron(raw, node, self.dt)
             self._add(raw, {"type": "lif", "inputs": inputs, "lam": lam, "theta": theta,
                             "reset": "hard", "comparison": "gt"})
-        elif isinstance(node, nir.Flatten):
-            end = int(node.end_dim)
-            self._add(raw, {"type": "flatten", "inputs": inputs,
-                            "start_dim": int(node.start_dim) + 1,
-                            "end_dim": end if end < 0 else end + 1})
+        elif isinstance(node, nir.Flatten):  # NIR dims exclude the batch; negative ones do not move
+            start, end = (d + 1 if d >= 0 else d for d in map(_dim, (node.start_dim, node.end_dim)))
+            self._add(raw, {"type": "flatten", "inputs": inputs, "start_dim": start,
+                            "end_dim": end})
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             self._add(raw, {"type": kind.lower(), "inputs": inputs,
                             "kernel_size": _ints(node.kernel_size), "stride": _ints(node.stride),
@@ -132,11 +137,18 @@ class _Importer:
             raise ValueError(f"NIR node {raw!r} ({kind}) is not supported by this project")
 
     def readout(self, raw: str, sources: list[str]) -> str:
-        """The layer the Output node reads; it must come last (the engine averages it over T)."""
+        """The layer the Output node reads; it must come last (the engine averages it over T).
+
+        A readout with a map-shaped output (e.g. a Conv2d to (classes, 1, 1), as Norse nets end)
+        gets a Flatten, so that logits are (batch, classes) like every other model's."""
         (name,) = self._inputs(raw, sources)
         if self.layers[-1]["name"] != name:
             raise ValueError(f"NIR nodes after {name!r} do not reach the Output node")
-        return name
+        if self.layers[-1]["type"] in ("linear", "flatten"):
+            return name
+        flat = self._layer_name(f"{raw}_flat")
+        self.layers.append({"name": flat, "type": "flatten", "inputs": [name]})
+        return flat
 
 
 def _order(graph: nir.NIRGraph) -> tuple[str, str, list[str], dict[str, list[str]]]:
@@ -200,17 +212,19 @@ def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, 
     return {"model": model, "neuron": {"preset": "chip"}, "data": data, "train": train}
 
 
-def import_nir(source: GraphSource, *, dt: float | None = None,
+def import_nir(source: GraphSource, *, dt: float | None = None, timesteps: int | None = None,
                dtype: torch.dtype | None = None) -> tuple[SNN, dict[str, Any]]:
     """Network (eval mode) and run config for a NIR graph or file.
 
-    ``dt`` is the time step the NIR dynamics are discretised with; default: the graph's
-    metadata ``dt`` (written by this project's export). ``dtype`` of the parameters defaults to
-    torch's default; float64 keeps the file's values exactly.
+    ``dt`` is the time step the NIR dynamics are discretised with and ``timesteps`` the T that
+    the config records; default: the graph's metadata ``dt`` / ``timesteps`` (written by this
+    project's export; graphs from elsewhere seldom have them). ``dtype`` of the parameters
+    defaults to torch's default; float64 keeps the file's values exactly.
     """
     graph = check_graph(source) if isinstance(source, nir.NIRGraph) else read_nir(source)
     meta = graph.metadata or {}
-    timesteps = meta.get("timesteps")
+    if timesteps is None:
+        timesteps = meta.get("timesteps")
     if dt is None and "dt" in meta:
         dt = meta["dt"]
     if dt is not None:
