@@ -5,12 +5,13 @@ and rate-BP are compared under one set of hyperparameters; ``"official"`` multip
 gradients by 1/T as the paper's code does (use it to reproduce the paper's recipe).
 
 A run directory holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG state and metric
-history; rewritten atomically after every epoch), ``metrics.jsonl`` (one row per epoch: train
-loss/accuracy, test accuracy, per-layer firing rates, training seconds, lr) and, at the end,
-``model.pt`` (the final model for deployment and export -- not the best epoch on the test set,
-which would be selection on test data). Killing a run loses at most
-the epoch in progress: ``resume=True`` continues from ``last.pt`` and, because shuffling and
-augmentation are seeded by (seed, epoch), gives the same weights as an uninterrupted run.
+history; rewritten atomically after every epoch), ``metrics.jsonl`` (one row per epoch:
+``train_loss``, ``train_accuracy``, ``accuracy`` on the test set, ``spike_rates`` per layer,
+``epoch_time_s``, ``lr``) and, at the end, ``model.pt`` (the final model for deployment and
+export -- not the best epoch on the test set, which would be selection on test data). The
+directory is locked while a run writes it. Killing a run loses at most the epoch in progress:
+``resume=True`` continues from ``last.pt`` and, because shuffling and augmentation are seeded by
+(seed, epoch), gives the same weights as an uninterrupted run; with more epochs it extends it.
 """
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def _all_reduce_sum(values: Tensor) -> Tensor:
 
 
 def evaluate(model: SNN, data: ImageSet, timesteps: int, batch_size: int = EVAL_BATCH) -> Evaluation:
-    """Accuracy of the spiking forward pass in eval mode and each LIF layer's mean firing rate
+    """Accuracy of the spiking forward pass in eval mode and each LIF layer's mean spike rate
     (spikes per neuron per step) over the data set.
 
     In a data-parallel run each rank takes its shard and the counts are summed, so every rank
