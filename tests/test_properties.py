@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits(neurons=4096, synapses=1 << 16, timesteps=64)
 PEAK = 32 << 20
 """Bytes the NIR path may allocate on a file within LIMITS (weights are a few hundred KB)."""
-SETTINGS = settings(max_examples=60, deadline=5000, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=5000, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
@@ -263,8 +263,7 @@ def bad_checkpoint(draw: st.DrawFn, good: bytes) -> bytes:
     return _zip({"archive/data.pkl": good[:100], "archive/data/0": bytes(256 << 20)}, compress=True)
 
 
-@settings(max_examples=60, deadline=5000, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@SETTINGS
 @given(data=st.data())
 def test_checkpoint_loader_on_malformed_files(data: st.DataObject, checkpoint_bytes: bytes,
                                               tmp_path: Path) -> None:
