@@ -34,7 +34,7 @@ $(FMNIST):
 # The demo's run directory is scratch: it is replaced on every `make demo`.
 demo: setup
 	rm -rf $(RUN)
-	$(BIN)/neuroratebp train models/fmnist_mlp.toml --method rate_m --timesteps 4 --epochs 1 --out $(RUN)
+	$(BIN)/neuroratebp train models/fmnist_mlp.toml --method rate_m --timesteps 4 --epochs 1 -o $(RUN)
 	$(BIN)/neuroratebp export $(RUN)/model.pt --to nir -o $(RUN)/model.nir
 	$(BIN)/neuroratebp check $(RUN)/model.nir --target loihi2
 	$(BIN)/neuroratebp simulate $(RUN)/model.nir --target loihi2 --backend emulator --precision fixed

@@ -215,7 +215,7 @@ def test_cli_export_takes_the_time_step(tmp_path: Path, capsys) -> None:
     assert graph.metadata["dt"] == 1e-3
     np.testing.assert_allclose(graph.nodes["lif1"].tau, 1e-3 / 0.25)  # lam = 0.75
     assert main(["export", str(ckpt), "--dt", "0", "-o", str(out)]) == 2
-    assert "dt must be positive" in capsys.readouterr().err
+    assert "dt must be a positive finite number" in capsys.readouterr().err
 
 
 def test_cli_export_refuses_soft_reset_in_one_line(tmp_path: Path, capsys) -> None:

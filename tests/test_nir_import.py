@@ -242,7 +242,7 @@ def test_unknown_node_type_in_a_file_is_named(tmp_path: Path) -> None:
     with h5py.File(path, "r+") as f:
         del f["node/nodes/lif2/type"]
         f["node/nodes/lif2"].create_dataset("type", data="Spiky", dtype=h5py.string_dtype())
-    with pytest.raises(ValueError, match=r"'lif2' \(Spiky\)"):
+    with pytest.raises(ValueError, match=r"'lif2' has unknown type 'Spiky'"):
         read_nir(path)
 
 

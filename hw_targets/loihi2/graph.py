@@ -26,6 +26,8 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 
+from neuroratebp.interchange.validation import check_graph, check_normalization, check_timing
+
 INPUT = "input"
 """Source name of the network input (raw image in [0, 1], flattened C-order)."""
 
@@ -82,9 +84,9 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
         raise ValueError(f"input encoding {encoding!r} is not supported (only 'direct')")
     mean = _pick(meta, "input_mean", "mean", default=norm.get("mean", 0.0) if isinstance(norm, Mapping) else 0.0)
     std = _pick(meta, "input_std", "std", default=norm.get("std", 1.0) if isinstance(norm, Mapping) else 1.0)
-    return Meta(dt=float(np.asarray(dt)), timesteps=int(np.asarray(timesteps)),
-                mean=np.atleast_1d(np.asarray(mean, dtype=float)),
-                std=np.atleast_1d(np.asarray(std, dtype=float)), encoding=encoding, readout=readout,
+    dt, timesteps = check_timing(graph, dt, timesteps)
+    mean, std = check_normalization(mean, std)
+    return Meta(dt=dt, timesteps=timesteps, mean=mean, std=std, encoding=encoding, readout=readout,
                 reset=str(_pick(meta, "reset", default="hard")),
                 comparison=str(_pick(meta, "comparison", default="gt")))
 
@@ -92,11 +94,8 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
 def with_time(graph: nir.NIRGraph, dt: float | None = None, timesteps: int | None = None
               ) -> nir.NIRGraph:
     """``graph`` with the caller's ``dt`` / ``timesteps`` (e.g. ``--dt`` / ``--timesteps`` for a
-    file from another framework) in its metadata, replacing what is there; None keeps it."""
-    if dt is not None and not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
-    if timesteps is not None and timesteps < 1:
-        raise ValueError(f"timesteps must be positive, got {timesteps}")
+    file from another framework) in its metadata, replacing what is there; None keeps it.
+    The values are checked where every graph's are: :func:`read_metadata`."""
     given = {"dt": dt, "timesteps": timesteps}
     graph.metadata = {**(graph.metadata or {}), **{k: v for k, v in given.items() if v is not None}}
     return graph
@@ -347,16 +346,12 @@ def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.nd
             raise ValueError(f"neuron {name!r}: one Lava LIF process has one decay; got several taus")
         lam, gain = float(lams[0]), r * dt / tau
         drive = dt / tau * np.asarray(node.v_leak, float).reshape(-1) / gain
-    if np.any(gain <= 0):
-        raise ValueError(f"neuron {name!r}: the input gain r*dt/tau must be positive")
-    theta = threshold / gain
-    if np.any(theta <= 0):
-        raise ValueError(f"neuron {name!r}: thresholds must be positive")
-    return lam, theta, drive
+    return lam, threshold / gain, drive  # r, tau, thresholds > 0: validation
 
 
 def lower(graph: nir.NIRGraph) -> Network:
     """NIR graph -> populations with folded synapse matrices (float, unquantized)."""
+    check_graph(graph)
     meta = read_metadata(graph)
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:

@@ -9,6 +9,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from neuroratebp.interchange.validation import read_nir
+
 from .emulator import emulate_batches, spike_sums
 from .graph import Network, lower, with_time  # noqa: F401  (with_time: for the commands)
 from .quantize import ChipNet, LayerReport, Precision, compile_network, dequantize
@@ -19,14 +21,9 @@ BACKENDS = ("emulator", "lava")
 
 
 def load_graph(path: str | Path) -> nir.NIRGraph:
-    """Read a NIR file; any failure becomes a one-line ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return nir.read(str(path))
-    except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for a bad file
-        raise ValueError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
+    """Read a NIR file through the project's one gate for graphs (file walked before reading,
+    values and sizes checked); any problem becomes a one-line ValueError."""
+    return read_nir(path)
 
 
 def compile_graph(graph: nir.NIRGraph, precision: Precision = "fixed", **options

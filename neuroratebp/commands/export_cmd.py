@@ -17,8 +17,10 @@ from typing import Any
 from hw_targets.loihi2.netx import write_netx_target
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..files import refuse_overwrite
 from ..interchange import DEFAULT_DT, export_nir, write_nir
 from ..network import SNN
+from .options import integer
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-approximate", action="store_true",
                    help="export neurons the format cannot express exactly (soft reset, >= "
                         "threshold) as its nearest neuron, recorded in the metadata")
-    p.add_argument("--timesteps", type=int, help="T to record (default: the checkpoint's)")
+    p.add_argument("--timesteps", "-T", type=integer(1), help="T to record (default: the checkpoint's)")
     p.add_argument("--dt", type=float, default=DEFAULT_DT,
                    help=f"NIR: time step of the neuron mapping (default {DEFAULT_DT:g}, the step "
                         "snnTorch assumes; see docs/export_format.md)")
@@ -75,9 +77,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = TARGETS[args.to]
+    output = args.output or args.checkpoint.with_suffix(target.suffix)
+    refuse_overwrite(output, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    output = args.output or args.checkpoint.with_suffix(target.suffix)
     options = ExportOptions(args.allow_approximate, args.timesteps, args.dt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

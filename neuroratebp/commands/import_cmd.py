@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import make_checkpoint, save_atomic
+from ..files import refuse_overwrite
 from ..interchange import import_nir
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or args.graph.with_suffix(".pt")
     if args.output is None and output.exists():
         raise ValueError(f"{output} exists; choose the checkpoint to write with -o")
+    refuse_overwrite(output, [args.graph])
     model, config = import_nir(args.graph, dt=args.dt, timesteps=args.timesteps)
     if "timesteps" not in config["train"]:
         raise ValueError(f"{args.graph}: the graph metadata has no 'timesteps'; pass --timesteps "

@@ -18,8 +18,9 @@ approximate export, which is then recorded in the metadata and warned about.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -32,6 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import SYNTHETIC_OPTIONS, dataset_name
+from ..files import write_atomic
+from ..limits import timesteps as check_timesteps
 from ..layers import Add, BatchNorm, SumPool2d
 from ..network import INPUT, SNN, Node
 from ..neuron import LIF
@@ -269,10 +273,29 @@ def _metadata(model: SNN, config: Mapping[str, Any], dt: float, timesteps: int,
     if notes:
         meta["approximations"] = "; ".join(notes)
     data = config.get("data", {})
+    if "dataset" in data:  # what simulate and import test the model on
+        meta["dataset"] = dataset_name(data["dataset"])
+        if meta["dataset"] == "synthetic":
+            meta["dataset_options"] = {k: np.asarray(data[k]) for k in SYNTHETIC_OPTIONS
+                                       if k in data}
     if "mean" in data and "std" in data:  # recorded by training (data.Normalization)
         meta["normalize"] = {"mean": np.asarray(data["mean"], dtype=np.float64).reshape(-1),
                              "std": np.asarray(data["std"], dtype=np.float64).reshape(-1)}
     return meta
+
+
+def recorded_data(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``[data]`` entries :func:`export_nir` recorded (``dataset``, synthetic options), as
+    plain values; empty for a graph from another tool."""
+    meta = metadata or {}
+    table: dict[str, Any] = {}
+    if isinstance(meta.get("dataset"), str):
+        table["dataset"] = meta["dataset"]
+        options = meta.get("dataset_options")
+        if isinstance(options, Mapping):
+            table.update({k: np.asarray(v).tolist() for k, v in options.items()
+                          if k in SYNTHETIC_OPTIONS})
+    return table
 
 
 def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float = DEFAULT_DT,
@@ -284,11 +307,12 @@ def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float
     """
     config = config or {}
     T = timesteps if timesteps is not None else config.get("train", {}).get("timesteps")
-    if T is None or int(T) < 1:
+    if T is None:
         raise ValueError("the number of time steps T is unknown: the config has no [train] "
                          "timesteps; pass timesteps")
-    if not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    T = check_timesteps(T, "timesteps (T)")
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive finite number, got {dt}")
     exporter = _Exporter(model, dt)
     exporter.run()
     notes = _approximations(exporter.lif_semantics)
@@ -302,15 +326,10 @@ def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float
 
 
 def write_nir(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> None:
-    """Write atomically, after checking that ``nir.read`` (with type checks) loads the file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        nir.read(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically, after checking that ``nir.read`` (with type checks) loads the file.
+
+    The HDF5 image is built in memory: h5py writing on a full disk crashed the process."""
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    nir.read(io.BytesIO(buffer.getvalue()))
+    write_atomic(path, buffer.getbuffer())

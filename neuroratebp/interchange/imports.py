@@ -18,16 +18,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import h5py
 import nir
 import numpy as np
 import torch
 from torch import nn
 
+from ..limits import timesteps as check_timesteps
 from ..network import INPUT, SNN
 from ..neuron import neuron_config
 from .discretisation import discrete_neuron
+from .export import recorded_data
 from .graph_spec import graph_nodes
+from .validation import check_graph, check_normalization, check_timing, read_nir
 
 GraphSource = nir.NIRGraph | str | os.PathLike[str]
 
@@ -42,36 +44,6 @@ UNSUPPORTED = {
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _unknown_node_types(path: Path) -> list[str]:
-    """Names of nodes whose type nir does not know (nir.read only says 'assert')."""
-    known = set(nir.ir.__all__)
-    found = []
-    try:
-        with h5py.File(path, "r") as f:
-            for name, node in f["node/nodes"].items():
-                kind = node["type"][()] if "type" in node else b""
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                if kind not in known:
-                    found.append(f"{name!r} ({kind or 'no type'})")
-    except Exception:  # the file is too damaged to say more
-        return []
-    return found
-
-
-def read_nir(path: str | os.PathLike[str]) -> nir.NIRGraph:
-    """``nir.read`` with type checking; failures become one-line ValueErrors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"NIR file not found: {path}")
-    try:
-        return nir.read(path)
-    except Exception as e:  # h5py, nir asserts and type checks: all mean "not a usable NIR file"
-        unknown = _unknown_node_types(path)
-        if unknown:
-            raise ValueError(f"{path}: unknown NIR node type in {', '.join(unknown)}") from None
-        raise ValueError(f"{path} is not a readable NIR file: {_first_line(e)}") from None
 
 
 def _ints(values: Any) -> list[int]:
@@ -220,23 +192,20 @@ def _order(graph: nir.NIRGraph) -> tuple[str, str, list[str], dict[str, list[str
 
 def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, Any]],
             out_shape: np.ndarray | None, timesteps: int | None) -> dict[str, Any]:
-    """Run config that rebuilds the network; T (unless given), method and normalization come
-    from metadata."""
+    """Run config that rebuilds the network; method, data set and normalization come from
+    the metadata, T (checked) from the caller."""
     meta = graph.metadata or {}
     train: dict[str, Any] = {}
-    if timesteps is None and "timesteps" in meta:
-        timesteps = int(np.asarray(meta["timesteps"]))
     if timesteps is not None:
-        if timesteps < 1:
-            raise ValueError(f"timesteps must be positive, got {timesteps}")
-        train["timesteps"] = int(timesteps)
+        train["timesteps"] = timesteps
     if meta.get("method", "unknown") != "unknown":
         train["method"] = str(meta["method"])
     data: dict[str, Any] = {}
     norm = meta.get("normalize")
     if isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
-        data["mean"] = [float(v) for v in np.atleast_1d(norm["mean"])]
-        data["std"] = [float(v) for v in np.atleast_1d(norm["std"])]
+        mean, std = check_normalization(norm["mean"], norm["std"])
+        data["mean"], data["std"] = [float(v) for v in mean], [float(v) for v in std]
+    data.update(recorded_data(meta))
     model: dict[str, Any] = {"arch": "graph", "input_shape": input_shape, "layers": layers}
     if out_shape is not None:
         model["num_classes"] = int(np.prod(out_shape))
@@ -252,11 +221,16 @@ def import_nir(source: GraphSource, *, dt: float | None = None, timesteps: int |
     project's export; graphs from elsewhere seldom have them). ``dtype`` of the parameters
     defaults to torch's default; float64 keeps the file's values exactly.
     """
-    graph = source if isinstance(source, nir.NIRGraph) else read_nir(source)
-    if dt is None and "dt" in (graph.metadata or {}):
-        dt = float(graph.metadata["dt"])
-    if dt is not None and not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    graph = check_graph(source) if isinstance(source, nir.NIRGraph) else read_nir(source)
+    meta = graph.metadata or {}
+    if timesteps is None:
+        timesteps = meta.get("timesteps")
+    if dt is None and "dt" in meta:
+        dt = meta["dt"]
+    if dt is not None:
+        dt, timesteps = check_timing(graph, dt, timesteps)
+    elif timesteps is not None:
+        timesteps = check_timesteps(timesteps, "timesteps (T)")
     inp, out, body, sources = _order(graph)
     if not body:
         raise ValueError("the graph has no layers between its Input and Output")
