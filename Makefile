@@ -13,7 +13,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN ?= runs/demo
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup bench-setup demo test test-slow clean
 
 setup: $(STAMP) $(FMNIST)
 
@@ -23,6 +23,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[lava,test]"
 	$(BIN)/pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	touch $@
+
+# Peers for benchmarks/train_cost.py (see the `bench` extra in pyproject.toml).
+bench-setup: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
 
 $(FMNIST):
 	$(SUDO) apt-get install -y dataset-fashion-mnist || \

@@ -12,6 +12,10 @@ from torch import Tensor, nn
 from .neuron import LIF, Phase, StepMode
 
 
+_SLAB = 1 << 20
+"""Elements per slab of the variance's centred squares."""
+
+
 class BatchNorm(nn.BatchNorm2d):
     """Batch norm over ``(N, C)`` or ``(N, C, H, W)`` that supports the rate pass.
 
@@ -68,7 +72,11 @@ class BatchNorm(nn.BatchNorm2d):
         with torch.no_grad():
             n = self._count(x)
             mu = self._reduce(_channel_sum(x)) / n
-            var = self._reduce(_channel_sum((x - mu.view(_channel_shape(x))).square_())) / n
+            centred = mu.view(_channel_shape(x))
+            # A slab of samples at a time: no temporary the size of x (the spike stage's peak).
+            rows = max(1, _SLAB // max(x[0].numel(), 1))
+            var = self._reduce(sum(_channel_sum((part - centred).square_())  # type: ignore[misc]
+                                   for part in x.split(rows))) / n
             self._track(mu, var, n, steps)
             return mu, (var + self.eps).rsqrt_()
 
@@ -96,7 +104,7 @@ class BatchNorm(nn.BatchNorm2d):
             scale, shift = self.spike_affine(x, steps)
             return torch.addcmul(shift, x, scale)
         mu, istd = self._stats(x, steps)
-        return _BatchNormFn.apply(x, self.weight, self.bias, self, mu, istd, mu, None, None)
+        return _BatchNormFn.apply(x, self.weight, self.bias, self, mu, istd, True, None, None)
 
     def spike_affine(self, x: Tensor, steps: int = 1) -> tuple[Tensor, Tensor]:
         """Spike stage: record the batch statistics of ``x``; the normalisation as scale, shift.
@@ -123,32 +131,31 @@ class BatchNorm(nn.BatchNorm2d):
         rate, kappa = neuron.traces(c) if neuron is not None else (None, None)
         mu = self._mu_sum / self._steps
         istd = self._inv_var_sum.div(self._steps).sqrt_()  # 1 / sqrt(var + eps), combined
-        with torch.no_grad():
-            mu_batch = self._reduce(_channel_sum(c)) / self._count(c)
-        return _BatchNormFn.apply(c, self.weight, self.bias, self, mu, istd, mu_batch, rate, kappa)
+        return _BatchNormFn.apply(c, self.weight, self.bias, self, mu, istd, False, rate, kappa)
 
 
 class _BatchNormFn(torch.autograd.Function):
     """Batch norm as one autograd node that keeps only its input (and the neuron's kappa).
 
     Value: the input normalised with given statistics (mu, istd = 1 / sqrt(var + eps)) --
-    BPTT's own batch statistics or the rate pass's spike-stage ones; fused with the neuron that
-    reads it, the neuron's rate instead (the normalised current is then not even computed).
-    Gradient, with g the output gradient (times kappa when fused), n the count and mu_b the
-    input's batch mean, as if mean and variance were the input's batch statistics:
+    BPTT's own batch statistics (``own``) or the rate pass's spike-stage ones; fused with the
+    neuron that reads it, the neuron's rate instead (the normalised current is then not even
+    computed). Gradient, with g the output gradient (times kappa when fused), n the count and
+    mu_b the input's batch mean, as if mean and variance were the input's batch statistics:
 
         dL/dc = w istd (g - sum g / n - istd^2 (c - mu_b) sum g (c - mu) / n)
 
-    (BPTT: mu_b = mu, torch's batch-norm gradient). The sums span every process sharing the
-    batch (``norm._reduce``), so the same node serves data-parallel training.
+    (BPTT: mu_b = mu, torch's batch-norm gradient; otherwise mu_b is computed in backward, so
+    no more is kept than for BPTT). The sums span every process sharing the batch
+    (``norm._reduce``), so the same node serves data-parallel training.
     """
 
     @staticmethod
     def forward(ctx, c: Tensor, weight: Tensor, bias: Tensor,  # type: ignore[override]
-                norm: BatchNorm, mu: Tensor, istd: Tensor, mu_batch: Tensor,
-                rate: Tensor | None, kappa: Tensor | None) -> Tensor:
-        ctx.save_for_backward(c, weight, kappa, mu, istd, mu_batch)
-        ctx.norm, ctx.n = norm, norm._count(c)
+                norm: BatchNorm, mu: Tensor, istd: Tensor, own: bool, rate: Tensor | None,
+                kappa: Tensor | None) -> Tensor:
+        ctx.save_for_backward(c, weight, kappa, mu, istd)
+        ctx.norm, ctx.own = norm, own
         if rate is not None:
             return rate
         scale, shift = _scale_shift(weight, bias, mu, istd, c)
@@ -156,16 +163,20 @@ class _BatchNormFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        c, weight, kappa, mu, istd, mu_batch = ctx.saved_tensors
+        c, weight, kappa, mu, istd = ctx.saved_tensors
+        norm: BatchNorm = ctx.norm
         g = grad if kappa is None else grad * kappa
         # Per-channel sum g and sum g (c - mu) istd: the batch-norm backward kernel's sums.
         _, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
-            g, c, weight, None, None, mu, istd, True, ctx.norm.eps, [False, True, True])
-        sum_g, sum_g_xhat = ctx.norm._reduce(torch.stack([grad_bias, grad_weight])).unbind(0)
+            g, c, weight, None, None, mu, istd, True, norm.eps, [False, True, True])
+        sums = [grad_bias, grad_weight] if ctx.own else [grad_bias, grad_weight, _channel_sum(c)]
+        n = norm._count(c)
+        sum_g, sum_g_xhat, *sum_c = norm._reduce(torch.stack(sums)).unbind(0)
+        mu_batch = mu if ctx.own else sum_c[0] / n
         shape = _channel_shape(c)
         gain = weight * istd
-        slope = gain * istd * sum_g_xhat / ctx.n
-        offset = slope * mu_batch - gain * sum_g / ctx.n
+        slope = gain * istd * sum_g_xhat / n
+        offset = slope * mu_batch - gain * sum_g / n
         grad_c = torch.addcmul(offset.view(shape), c, slope.view(shape), value=-1.0)
         grad_c.addcmul_(g, gain.view(shape))
         return grad_c, grad_weight, grad_bias, None, None, None, None, None, None

@@ -60,6 +60,9 @@ class SNN(nn.Module):
         for node in nodes:
             for src in node.inputs:
                 readers.setdefault(src, []).append(node.name)
+        self._sole_reader = {src: names[0] for src, names in readers.items()
+                             if len(names) == 1 and src != INPUT}
+        """Value -> the one layer that reads it (the spike stage may then overwrite it)."""
         self._norm_of = {
             reader[0]: node.name for node in nodes
             if isinstance(node.module, BatchNorm) and len(reader := readers.get(node.name, [])) == 1
@@ -101,7 +104,9 @@ class SNN(nn.Module):
             else:
                 args = [self._expand(values[src]) if multi and not constant and src in steady
                         else values[src] for src in srcs]
-                out = module(*args)
+                out = (self._step_by_step(module, args[0])
+                       if multi and not constant and self._per_step(module, args[0])
+                       else module(*args))
             values[name] = out  # type: ignore[assignment]
             if constant and not isinstance(module, LIF):
                 steady.add(name)
@@ -119,9 +124,10 @@ class SNN(nn.Module):
         return {bn: lif for lif, bn in self._norm_of.items() if self.layers[bn].training}
 
     def _neuron(self, name: str, lif: LIF, x: Tensor, constant: bool) -> Tensor:
+        same_current = constant and self.step_mode == "m"
         norm_name = self._norm_of.get(name)
         if norm_name is None or norm_name not in self._folded():
-            return lif(x, constant=constant and self.step_mode == "m")
+            return lif(x, constant=same_current, reuse=self._owns_input(name))
         norm = self.layers[norm_name]
         assert isinstance(norm, BatchNorm)
         if self.phase == "rate":
@@ -133,7 +139,30 @@ class SNN(nn.Module):
             affine = norm.spike_affine(x, self.timesteps if constant else 1)
         if constant and self.step_mode == "s":
             self._window[key] = affine
-        return lif(x, *affine, constant=constant and self.step_mode == "m")  # type: ignore[misc]
+        reuse = self._owns_input(norm_name)  # the folded batch norm's input is the neuron's
+        return lif(x, *affine, constant=same_current, reuse=reuse)  # type: ignore[misc]
+
+    def _owns_input(self, name: str) -> bool:
+        """Is layer ``name`` the only reader of its input (a value the network made)?"""
+        (src,) = self.edges[name]
+        return self._sole_reader.get(src) == name
+
+    def _per_step(self, module: nn.Module, x: Tensor) -> bool:
+        """Run a multi-step layer one step's batch at a time? Convolutions in the spike stage on
+        a CPU: oneDNN converts a (T*B, ...) batch to its blocked layout and back, which for T
+        steps at once costs more time and T times the transient memory (same results: each
+        sample's arithmetic does not depend on the batch)."""
+        return (self.phase == "spike" and isinstance(module, nn.Conv2d)
+                and x.device.type == "cpu" and self.timesteps > 1)
+
+    def _step_by_step(self, module: nn.Module, x: Tensor) -> Tensor:
+        chunks = x.chunk(self.timesteps)
+        first = module(chunks[0])
+        out = first.new_empty((len(chunks), *first.shape))
+        out[0] = first
+        for t, chunk in enumerate(chunks[1:], 1):
+            out[t] = module(chunk)
+        return out.flatten(0, 1)
 
     def _expand(self, x: Tensor) -> Tensor:
         """A static ``(B, ...)`` value as the ``(T*B, ...)`` batch of a multi-step layer."""

@@ -18,8 +18,8 @@ The :class:`LIF` module runs in one of three phases, set by the engine (``neuror
 and in one of two step modes: ``m`` (multi-step, input ``(T*B, ...)`` time-major) or ``s``
 (single-step, called T times, state kept between calls).
 
-The multi-step loops (spike stage with traces, BPTT forward and its reverse-time backward) are
-written in place and run as :class:`~neuroratebp.kernels.Kernel` s: one fused pass per window
+The steps (spike stage with traces, BPTT forward and its reverse-time backward) are written in
+place and run as :class:`~neuroratebp.kernels.Kernel` s: one fused pass over memory per step
 where ``torch.compile`` works, op by op otherwise.
 """
 from __future__ import annotations
@@ -118,110 +118,89 @@ class SpikeFunction(torch.autograd.Function):
         return grad * surrogate_grad(x, ctx.alpha), None, None
 
 
-def _fire(u: Tensor, theta: float, strict: bool) -> Tensor:
-    """Spikes of membrane ``u`` as 0/1 values of its dtype."""
-    return (u > theta if strict else u >= theta).to(u.dtype)
+def _fire(u: Tensor, theta: float, strict: bool, out: Tensor) -> Tensor:
+    """Spikes of membrane ``u`` as 0/1 values, written into ``out``."""
+    return torch.gt(u, theta, out=out) if strict else torch.ge(u, theta, out=out)
 
 
-# The kernels below mutate only their state arguments and intermediates (lean when eager) and
-# return each step's output stacked, never writing into a view of an argument: under
-# torch.compile such a write turns into a copy of the whole buffer at every step.
+# One step per kernel call, in place, written so that eager and compiled runs round alike
+# (no ``alpha=`` adds: eager CPU fuses those into one rounding, the compiler does not). A
+# window's steps could be unrolled into one compiled kernel, but the compiler then stores
+# every step's membrane (T buffers), and a step's state is small enough to stay in cache.
 
 @Kernel
-def _trace_window(xs: Tensor, constant: bool, steps: int, scale: Tensor | None,
-                  shift: Tensor | None, v: Tensor, e: Tensor, elig: Tensor, count: Tensor,
-                  lam: float, theta: float, alpha: float, hard: bool, detach: bool,
-                  strict: bool) -> Tensor:
-    """Spike stage: ``steps`` steps of the neuron and of its traces; returns the spikes.
+def _trace_step(x: Tensor, scale: Tensor | None, shift: Tensor | None, v: Tensor, e: Tensor,
+                elig: Tensor, count: Tensor, spikes: Tensor | None, lam: float, theta: float,
+                alpha: float, hard: bool, detach: bool, strict: bool) -> None:
+    """One spike-stage step of the neuron and of its traces, in place.
 
-    The current of step t is ``scale * x + shift`` (a batch norm folded in) or ``x``, with
-    x = ``xs[t]``, or ``xs`` at every step when ``constant`` (static input). Advances in place
-    the membrane ``v``, the sensitivity ``e`` = du_t/dc (e_1 = 1, e_{t+1} = 1 + lam rho_t e_t,
-    rho_t = dv_t/du_t as the reset mode and detach setting define it), and the sums ``elig`` +=
-    e_t g(u_t) (g = surrogate / alpha) and ``count`` += s_t. A window starts at v = 0, e = 1.
+    The current is ``scale * x + shift`` (a batch norm folded in) or ``x``. Advances the
+    membrane ``v``, the sensitivity ``e`` = du_t/dc (e_1 = 1, e_{t+1} = 1 + lam rho_t e_t, rho_t
+    = dv_t/du_t as the reset mode and detach setting define it), and the sums ``elig`` +=
+    e_t g(u_t) (g = surrogate / alpha) and ``count`` += s_t; writes s_t into ``spikes``, or
+    over ``x`` if None (not as the same tensor twice: the compiler mishandles aliased
+    arguments). A window starts at v = 0, e = 1, sums 0.
     """
-    spikes = []
-    for t in range(steps):
-        x = xs if constant else xs[t]
-        current = x if scale is None else torch.addcmul(shift, x, scale)
-        u = torch.add(current, v, alpha=lam, out=v)  # the membrane lives in v's storage
-        s = _fire(u, theta, strict)
-        count.add_(s)
-        sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
-        g = sig.addcmul_(sig, sig, value=-1.0)  # sig (1 - sig)
-        elig.addcmul_(e, g)
-        if hard:
-            # Multiplying by the 0/1 mask of silent neurons, not masked_fill_: several times
-            # faster on CPU, and the same values (u and e are finite).
-            silent = torch.rsub(s, 1.0)
-            e.mul_(silent if detach else torch.addcmul(silent, u, g, value=-alpha))
-            u.mul_(silent)
-        else:
-            if not detach:
-                e.mul_(g.mul_(-theta * alpha).add_(1.0))
-            u.sub_(s, alpha=theta)
-        e.mul_(lam).add_(1.0)
-        spikes.append(s)
-    return torch.stack(spikes)
+    current = x if scale is None else torch.addcmul(shift, x, scale)
+    u = v.mul_(lam).add_(current)  # the membrane lives in v's storage
+    s = _fire(u, theta, strict, x if spikes is None else spikes)
+    count.add_(s)
+    sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
+    g = sig.addcmul_(sig, sig, value=-1.0)  # sig (1 - sig)
+    elig.addcmul_(e, g)
+    if hard:
+        # Multiplying by the 0/1 mask of silent neurons, not masked_fill_: several times
+        # faster on CPU, and the same values (u and e are finite).
+        silent = torch.rsub(s, 1.0)
+        e.mul_(silent if detach else torch.addcmul(silent, u, g, value=-alpha))
+        u.mul_(silent)
+    else:
+        if not detach:
+            e.mul_(g.mul_(-theta * alpha).add_(1.0))
+        u.sub_(s, alpha=theta)
+    e.mul_(lam).add_(1.0)
 
 
 @Kernel
-def _lif_window(xs: Tensor, constant: bool, steps: int, v: Tensor, lam: float, theta: float,
-                hard: bool, strict: bool, keep: bool) -> tuple[Tensor, Tensor | None]:
-    """Plain LIF over ``steps`` steps (BPTT's forward, inference), advancing ``v`` in place.
-
-    Inputs as :func:`_trace_window`. Returns the spikes and, if ``keep``, each step's membrane.
-    """
-    spikes, membranes = [], []
-    for t in range(steps):
-        x = xs if constant else xs[t]
-        u = torch.add(x, v, alpha=lam) if keep else torch.add(x, v, alpha=lam, out=v)
-        s = _fire(u, theta, strict)
-        if hard:
-            torch.mul(u, torch.rsub(s, 1.0), out=v)
-        else:
-            torch.sub(u, s, alpha=theta, out=v)
-        spikes.append(s)
-        membranes.append(u)
-    return torch.stack(spikes), torch.stack(membranes) if keep else None
+def _lif_step(x: Tensor, v: Tensor, spikes: Tensor, u_kept: Tensor | None, lam: float,
+              theta: float, hard: bool, strict: bool) -> None:
+    """One plain LIF step in place (BPTT's forward, inference): spikes, and u_t if kept."""
+    u = v.mul_(lam).add_(x)
+    if u_kept is not None:
+        u_kept.copy_(u)
+    s = _fire(u, theta, strict, spikes)
+    if hard:
+        u.mul_(torch.rsub(s, 1.0))
+    else:
+        u.sub_(s, alpha=theta)
 
 
 @Kernel
-def _lif_window_backward(grad_spikes: Tensor, u_seq: Tensor, constant: bool, lam: float,
-                         theta: float, alpha: float, hard: bool, detach: bool,
-                         strict: bool) -> Tensor:
-    """Reverse-time pass of :func:`_lif_window`: dL/dx_t (summed over t if ``constant``).
+def _lif_step_backward(grad_spikes: Tensor, u: Tensor, carry: Tensor, grad_x: Tensor,
+                       accumulate: bool, lam: float, theta: float, alpha: float, hard: bool,
+                       detach: bool, strict: bool) -> None:
+    """One reverse-time step of :func:`_lif_step`, in place.
 
-    dL/du_t = dL/ds_t g(u_t) + lam dL/du_{t+1} rho_t, with the surrogate g and the reset
-    derivative rho_t recomputed from the kept membrane u_t.
+    dL/du_t = dL/ds_t g(u_t) + ``carry`` rho_t, with the surrogate g and the reset derivative
+    rho_t recomputed from the kept membrane u_t; written (or added) into ``grad_x``; ``carry``
+    becomes dL/dv_{t-1} = lam dL/du_t (it starts at 0).
     """
-    grads: list[Tensor] = []
-    total: Tensor | None = None
-    carry: Tensor | None = None  # dL/dv_t = lam dL/du_{t+1}
-    for t in range(u_seq.shape[0] - 1, -1, -1):
-        u = u_seq[t]
-        sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
-        du = torch.ops.aten.sigmoid_backward(grad_spikes[t], sig).mul_(alpha)
-        if carry is not None:
-            if hard:
-                rho = (u <= theta if strict else u < theta).to(u.dtype)  # 1 - s_t
-                if not detach:
-                    rho.addcmul_(u, sig.addcmul_(sig, sig, value=-1.0), value=-alpha)
-                du.addcmul_(carry, rho)
-            elif detach:
-                du.add_(carry)
-            else:
-                du.addcmul_(carry, sig.addcmul_(sig, sig, value=-1.0).mul_(-theta * alpha)
-                            .add_(1.0))
-        if constant:
-            total = du if total is None else total + du
-        else:
-            grads.append(du)
-        carry = du * lam
-    if total is not None:
-        return total
-    grads.reverse()
-    return torch.stack(grads)
+    sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
+    du = torch.ops.aten.sigmoid_backward(grad_spikes, sig).mul_(alpha)
+    if hard:
+        rho = (u <= theta if strict else u < theta).to(u.dtype)  # 1 - s_t
+        if not detach:
+            rho.addcmul_(u, sig.addcmul_(sig, sig, value=-1.0), value=-alpha)
+        du.addcmul_(carry, rho)
+    elif detach:
+        du.add_(carry)
+    else:
+        du.addcmul_(carry, sig.addcmul_(sig, sig, value=-1.0).mul_(-theta * alpha).add_(1.0))
+    if accumulate:
+        grad_x.add_(du)
+    else:
+        grad_x.copy_(du)
+    carry.copy_(du).mul_(lam)
 
 
 class _LIFWindow(torch.autograd.Function):
@@ -235,9 +214,9 @@ class _LIFWindow(torch.autograd.Function):
     def forward(ctx, xs: Tensor, config: NeuronConfig, steps: int,  # type: ignore[override]
                 constant: bool) -> Tensor:
         shape = xs.shape if constant else xs.shape[1:]
-        spikes, u_seq = _lif_window(shape.numel(), xs, constant, steps, xs.new_zeros(shape),
-                                    config.lam, config.theta, config.reset == "hard",
-                                    config.comparison == "gt", True)
+        spikes = xs.new_empty((steps, *shape))
+        u_seq = xs.new_empty((steps, *shape))
+        _lif_steps(xs, constant, config, spikes, u_seq)
         ctx.save_for_backward(u_seq)
         ctx.config, ctx.constant = config, constant
         return spikes
@@ -246,10 +225,24 @@ class _LIFWindow(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (u_seq,) = ctx.saved_tensors
         c: NeuronConfig = ctx.config
-        grad_x = _lif_window_backward(u_seq[0].numel(), grad, u_seq, ctx.constant, c.lam, c.theta,
-                                      c.alpha, c.reset == "hard", c.detach_reset,
-                                      c.comparison == "gt")
+        constant = ctx.constant
+        carry = torch.zeros_like(u_seq[0])
+        grad_x = torch.zeros_like(carry) if constant else torch.empty_like(u_seq)
+        for t in range(u_seq.shape[0] - 1, -1, -1):
+            _lif_step_backward(carry.numel(), grad[t], u_seq[t], carry,
+                               grad_x if constant else grad_x[t], constant, c.lam, c.theta,
+                               c.alpha, c.reset == "hard", c.detach_reset, c.comparison == "gt")
         return grad_x, None, None, None
+
+
+def _lif_steps(xs: Tensor, constant: bool, config: NeuronConfig, spikes: Tensor,
+               u_seq: Tensor | None) -> None:
+    """A window of plain LIF steps from rest: ``spikes`` (and ``u_seq``) filled step by step."""
+    v = torch.zeros_like(spikes[0])
+    for t in range(spikes.shape[0]):
+        _lif_step(v.numel(), xs if constant else xs[t], v, spikes[t],
+                  None if u_seq is None else u_seq[t], config.lam, config.theta,
+                  config.reset == "hard", config.comparison == "gt")
 
 
 class _RateLIF(torch.autograd.Function):
@@ -324,37 +317,40 @@ class LIF(nn.Module):
         v_next = u * (1.0 - s_reset) if c.reset == "hard" else u - c.theta * s_reset
         return s, v_next
 
-    def _traced_steps(self, xs: Tensor, constant: bool, steps: int, scale: Tensor | None,
-                      shift: Tensor | None) -> Tensor:
+    def _traced_steps(self, xs: Tensor, constant: bool, scale: Tensor | None,
+                      shift: Tensor | None, spikes: Tensor) -> None:
         """Spike-stage steps that advance the traces (state starts at the window's first)."""
         if self._e is None or self.v is None or self._elig_sum is None or self._spike_sum is None:
-            shape = xs.shape if constant else xs.shape[1:]
-            self.v, self._e = xs.new_zeros(shape), xs.new_ones(shape)
-            self._elig_sum, self._spike_sum = xs.new_zeros(shape), xs.new_zeros(shape)
+            shape = spikes.shape[1:]
+            self.v, self._e = spikes.new_zeros(shape), spikes.new_ones(shape)
+            self._elig_sum, self._spike_sum = spikes.new_zeros(shape), spikes.new_zeros(shape)
         c = self.config
-        spikes = _trace_window(self.v.numel(), xs, constant, steps, scale, shift, self.v, self._e,
-                               self._elig_sum, self._spike_sum, c.lam, c.theta, c.alpha,
-                               c.reset == "hard", c.detach_reset, c.comparison == "gt")
-        self._steps += steps
-        return spikes
+        for t in range(spikes.shape[0]):
+            x = xs if constant else xs[t]
+            _trace_step(self.v.numel(), x, scale, shift, self.v, self._e, self._elig_sum,
+                        self._spike_sum, None if spikes is xs else spikes[t], c.lam, c.theta,
+                        c.alpha, c.reset == "hard", c.detach_reset, c.comparison == "gt")
+        self._steps += spikes.shape[0]
 
     # -- phases -------------------------------------------------------------------------------
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
-                constant: bool = False) -> Tensor:
+                constant: bool = False, reuse: bool = False) -> Tensor:
         """Spikes for input current ``x`` (the rate pass: rates for time-averaged currents).
 
         Multi-step mode takes ``(T*B, ...)``, or with ``constant`` ``(B, ...)``: the same current
         at every step (static input), returning ``(T*B, ...)`` spikes. In the spike stage,
-        ``scale * x + shift`` (per channel) is the current: a batch norm folded into the update.
+        ``scale * x + shift`` (per channel) is the current: a batch norm folded into the update,
+        and with ``reuse`` the spikes overwrite ``x``, which nothing else reads (one (T*B, ...)
+        tensor less at the spike stage's peak).
         """
         if self.phase == "rate":
             return _RateLIF.apply(x, *self.traces(x))
         if self.step_mode == "s":
             return self._single_step(x, scale, shift)
-        return self._multi_step(x, scale, shift, constant)
+        return self._multi_step(x, scale, shift, constant, reuse)
 
     def _multi_step(self, x: Tensor, scale: Tensor | None, shift: Tensor | None,
-                    constant: bool) -> Tensor:
+                    constant: bool, reuse: bool) -> Tensor:
         T = self.timesteps
         if constant:
             xs, shape = x, x.shape
@@ -367,20 +363,23 @@ class LIF(nn.Module):
         self.reset_state()
         c = self.config
         if self.phase == "spike":
-            out = self._traced_steps(xs, constant, T, scale, shift)
+            out = xs if reuse and not constant else x.new_empty((T, *shape))
+            self._traced_steps(xs, constant, scale, shift, out)
             self.v = self._e = None  # a multi-step window ends here
         elif torch.is_grad_enabled() and x.requires_grad:
             out = _LIFWindow.apply(xs, c, T, constant)
         else:
-            out, _ = _lif_window(shape.numel(), xs, constant, T, x.new_zeros(shape), c.lam,
-                                 c.theta, c.reset == "hard", c.comparison == "gt", False)
+            out = x.new_empty((T, *shape))
+            _lif_steps(xs, constant, c, out, None)
         if self.phase != "spike":
             self._spike_sum, self._steps = out.detach().sum(0), T
         return out.reshape(T * shape[0], *shape[1:])
 
     def _single_step(self, x: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
         if self.phase == "spike":
-            return self._traced_steps(x, True, 1, scale, shift)[0]
+            s = x.new_empty((1, *x.shape))
+            self._traced_steps(x, True, scale, shift, s)
+            return s[0]
         s, self.v = self._step(self.v, x)
         self._spike_sum = s.detach() if self._spike_sum is None else self._spike_sum + s.detach()
         self._steps += 1
