@@ -25,7 +25,7 @@ MODES = ("auto", "eager", "compiled")
 MIN_ELEMENTS = 1 << 16
 """Elements per step below which ``auto`` stays eager: compiling would not pay for itself."""
 RECOMPILE_LIMIT = 64
-"""Variants one kernel may compile (torch's default of 8 is too few for T x rank x options)."""
+"""Variants one compiled function may have (raised from torch's 8: shape rank x neuron options)."""
 
 
 def kernel_mode() -> str:
@@ -50,10 +50,11 @@ class Kernel:
         if mode == "eager" or (mode == "auto" and (self.broken or elements < MIN_ELEMENTS)):
             return self.fn(*args)
         if self._compiled is None:
+            config = torch._dynamo.config
+            config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
             self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
         try:
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
-                return self._compiled(*args)
+            return self._compiled(*args)
         except Exception as err:  # noqa: BLE001 -- any compiler failure means: run eagerly
             if mode == "compiled":
                 raise

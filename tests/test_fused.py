@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from neuroratebp.architectures import build_model
 from neuroratebp.engine import forward_backward, run_steps
-from neuroratebp.layers import BatchNorm
-from neuroratebp.network import INPUT, SNN
+from neuroratebp.layers import Add, BatchNorm
+from neuroratebp.network import INPUT, SNN, Node
 from neuroratebp.neuron import LIF, NeuronConfig
 from neuroratebp.profiling import saved_tensor_bytes
 
@@ -184,6 +184,32 @@ def test_static_input_once_equals_the_repeated_sequence(neuron: NeuronConfig, me
         assert all(torch.equal(a, b) for a, b in zip(s_once[name], record[name])), name
     for key, value in model.state_dict().items():
         torch.testing.assert_close(stats_once[key], value, rtol=1e-12, atol=1e-12)
+
+
+def test_static_value_meeting_a_spiking_one_is_repeated_over_the_steps() -> None:
+    """A residual sum of a static branch (the input's synapse) and a spiking one: the static
+    value is expanded to all T steps (multi-step) or reused at every step (single-step)."""
+    torch.manual_seed(2)
+    neuron = RESET_MODES[2]
+    nodes = [Node("conv1", nn.Conv2d(2, 4, 3, padding=1), (INPUT,)),
+             Node("lif1", LIF(neuron), ("conv1",)),
+             Node("conv2", nn.Conv2d(2, 4, 1), (INPUT,)),
+             Node("add", Add(), ("lif1", "conv2")),
+             Node("lif2", LIF(neuron), ("add",)),
+             Node("flatten", nn.Flatten(), ("lif2",)),
+             Node("fc", nn.Linear(4 * 8 * 8, 10), ("flatten",))]
+    model = SNN([2, 8, 8], nodes).double()
+    x = 2.0 * torch.rand(6, 2, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,))
+    for method in ("bptt", "bptt_s", "rate_m", "rate_s"):
+        model.zero_grad()
+        once = forward_backward(model, x, y, method, T)
+        g_once = grads(model)
+        model.zero_grad()
+        repeated = forward_backward(model, x.unsqueeze(0).expand(T, *x.shape), y, method, T)
+        torch.testing.assert_close(once.logits, repeated.logits, rtol=0, atol=1e-12)
+        assert_grads_close(g_once, grads(model))
+        assert float(once.logits.std()) > 0
 
 
 # -- BPTT: the window node vs autograd through single steps ---------------------------------------
