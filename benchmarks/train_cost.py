@@ -253,6 +253,8 @@ PROFILE_GROUPS = (
     ("pooling", ("pool2d",)),
     ("linear layers", ("aten::mm", "aten::addmm")),
     ("reductions (statistics, rates)", ("aten::sum", "aten::mean", "aten::pow", "aten::square")),
+    ("copies", ("aten::copy_", "aten::cat", "aten::stack")),
+    ("compiled-call overhead", ("Pregraph bytecode", "TorchDynamo Cache Lookup", "AOTDispatcher")),
 )
 
 
