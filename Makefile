@@ -3,7 +3,9 @@
 #   make test   the default (fast) test suite
 # Set-up: a virtual environment in .venv with torch 2.13.0 (CPU build), the project with its
 # extras, lava-nc 0.10.0 / lava-dl 0.6.0 (no-deps: they declare Python < 3.11; their real needs
-# are the project's `lava` extra), and Debian's Fashion-MNIST.
+# are the project's `lava` extra), the NIR peers snnTorch / Norse / SpikingJelly (the `interop`
+# extra; Norse and SpikingJelly no-deps, they would pull CUDA torchvision), and Debian's
+# Fashion-MNIST.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,8 +22,9 @@ setup: $(STAMP) $(FMNIST)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[lava,test]"
+	$(BIN)/pip install --quiet -e ".[lava,test,interop]"
 	$(BIN)/pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
+	$(BIN)/pip install --quiet --no-deps norse==1.1.0 spikingjelly==2.0.0
 	touch $@
 
 $(FMNIST):
@@ -31,7 +34,7 @@ $(FMNIST):
 # The demo's run directory is scratch: it is replaced on every `make demo`.
 demo: setup
 	rm -rf $(RUN)
-	$(BIN)/neuroratebp train models/fmnist_mlp.toml --method rate_m --timesteps 4 --epochs 1 --out $(RUN)
+	$(BIN)/neuroratebp train models/fmnist_mlp.toml --method rate_m --timesteps 4 --epochs 1 -o $(RUN)
 	$(BIN)/neuroratebp export $(RUN)/model.pt --to nir -o $(RUN)/model.nir
 	$(BIN)/neuroratebp check $(RUN)/model.nir --target loihi2
 	$(BIN)/neuroratebp simulate $(RUN)/model.nir --target loihi2 --backend emulator --precision fixed

@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+
+from . import interrupts
 
 COMMANDS = ("train", "eval", "export", "import", "check", "simulate", "learn")
 """Subcommand modules under neuroratebp.commands, in help order (missing ones are skipped)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="neuroratebp",
         description="Train SNNs with rate-based backpropagation, export through NIR, "
                     "simulate them on Loihi 2 with Lava.")
@@ -32,15 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error (already printed)
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        with interrupts.raising([signal.SIGTERM]):  # SIGINT already raises KeyboardInterrupt
+            return int(args.func(args) or 0)
     except (ValueError, OSError) as e:
         print(f"neuroratebp {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"neuroratebp {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        word = "terminated" if signum == signal.SIGTERM else "interrupted"
+        print(f"neuroratebp {args.command}: {word}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

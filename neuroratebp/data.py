@@ -9,6 +9,7 @@ repeated run sees exactly the same batches without any hidden global RNG state.
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,15 +29,16 @@ CIFAR10_TEST = "test_batch"
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images ``(N, C, H, W)`` and their int64 labels ``(N,)``."""
+    """Images ``(N, C, H, W)`` (or samples reshaped to a network's input, ``(N, ...)``) and
+    their int64 labels ``(N,)``."""
 
     images: Tensor
     labels: Tensor
 
     def __post_init__(self) -> None:
-        if self.images.dim() != 4 or self.images.shape[0] != self.labels.shape[0]:
+        if self.images.dim() < 2 or self.images.shape[0] != self.labels.shape[0]:
             raise ValueError(f"images {tuple(self.images.shape)} and labels "
-                             f"{tuple(self.labels.shape)} do not form a (N, C, H, W) data set")
+                             f"{tuple(self.labels.shape)} do not form a data set")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -85,7 +87,8 @@ def load_fashion_mnist(path: str | Path = FASHION_MNIST_DIR) -> Splits:
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise ValueError(f"Fashion-MNIST not found in {root} (missing {', '.join(missing)}); "
-                             "install the Debian package dataset-fashion-mnist or set [data] path")
+                             "install the Debian package dataset-fashion-mnist, or name the "
+                             "directory with --data DIR ([data] path)")
         images, labels = read_idx(files[0]), read_idx(files[1])
         if images.ndim != 3 or labels.shape != images.shape[:1]:
             raise ValueError(f"Fashion-MNIST {split} files in {root} do not match each other")
@@ -171,24 +174,82 @@ def load_cifar10(path: str | Path) -> Splits:
 
 
 # -- dispatch from a config's [data] table ----------------------------------------------------
+DATASETS = ("fmnist", "digits", "cifar10", "synthetic")
+"""Data set names, the same on the command line (``--data``) and in ``[data] dataset``."""
+DATASET_ALIASES = {"fashion_mnist": "fmnist"}
+"""Names older configs and checkpoints use (the shipped zoo model says fashion_mnist)."""
+SYNTHETIC_OPTIONS = ("shape", "num_classes", "train_size", "test_size", "seed")
+"""``[data]`` keys of the synthetic data set (recorded with an exported model)."""
+DIRECTORY_DATASETS = ("fmnist", "cifar10")
+"""Data sets read from files in a directory (the others are generated or ship with sklearn)."""
+DEFAULT_DATASET = "fmnist"
+"""What a model that records no data set (a NIR graph from another tool) is tested on."""
+
+
+def dataset_name(name: Any) -> Any:
+    return DATASET_ALIASES.get(name, name) if isinstance(name, str) else name
+
+
+def data_table(table: Mapping[str, Any], data: str | None) -> dict[str, Any]:
+    """The ``[data]`` table a command reads: the model's, with ``--data NAME|DIR`` applied.
+
+    A name replaces the data set (and drops a path recorded for another one); a directory sets
+    the path, and the data set when its files tell which (Fashion-MNIST idx files, CIFAR-10
+    batches). A model that records no data set gets :data:`DEFAULT_DATASET`.
+    """
+    table = dict(table)
+    recorded = dataset_name(table.get("dataset"))
+    if data is not None and dataset_name(data) in DATASETS:
+        if dataset_name(data) != recorded:
+            table.pop("path", None)
+        table["dataset"] = dataset_name(data)
+    elif data is not None:
+        root = Path(data)
+        if not root.is_dir():
+            raise ValueError(f"--data {data!r} is neither a data set ({', '.join(DATASETS)}) nor "
+                             "a directory")
+        table["path"] = str(root)
+        if any(root.glob("*-idx3-ubyte.gz")):
+            table["dataset"] = "fmnist"
+        elif (root / CIFAR10_TEST).is_file():
+            table["dataset"] = "cifar10"
+        elif recorded not in (None, *DIRECTORY_DATASETS):
+            raise ValueError(f"--data {data}: no Fashion-MNIST idx files or CIFAR-10 batches "
+                             f"there, and the model's data set {recorded} is not read from a "
+                             "directory")
+    table["dataset"] = dataset_name(table.get("dataset")) or DEFAULT_DATASET
+    return table
+
+
 def load_dataset(table: Mapping[str, Any]) -> Splits:
     """The data set a ``[data]`` table names (``dataset`` plus its ``path``/shape keys)."""
-    name = table.get("dataset")
-    if name == "fashion_mnist":
+    name = dataset_name(table.get("dataset"))
+    if name == "fmnist":
         return load_fashion_mnist(table.get("path", FASHION_MNIST_DIR))
     if name == "digits":
         return load_digits()
     if name == "cifar10":
         if "path" not in table:
-            raise ValueError("cifar10 needs [data] path (a directory with the python batches) "
-                             "or --data PATH")
+            raise ValueError("cifar10 needs a directory with the python batches: [data] path or "
+                             "--data DIR")
         return load_cifar10(table["path"])
     if name == "synthetic":
         return synthetic(table.get("shape", [1, 8, 8]), int(table.get("num_classes", 10)),
                          int(table.get("train_size", 1024)), int(table.get("test_size", 256)),
                          int(table.get("seed", 0)))
-    raise ValueError(f"unknown dataset {name!r}; choose from cifar10, digits, fashion_mnist, "
-                     "synthetic")
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} (--data NAME)")
+
+
+def shaped_like(data: ImageSet, input_shape: Sequence[int], name: str) -> ImageSet:
+    """Samples reshaped to a network's input (e.g. 28x28 images for a 784-input MLP); a data set
+    whose samples do not hold that many values is refused, naming the flag that picks another."""
+    shape = tuple(int(d) for d in input_shape)
+    if tuple(data.images.shape[1:]) == shape:
+        return data
+    if int(np.prod(data.images.shape[1:])) != int(np.prod(shape)):
+        raise ValueError(f"data set {name} has samples of shape {list(data.images.shape[1:])}; the "
+                         f"network takes {list(shape)}: choose its data with --data NAME|DIR")
+    return ImageSet(data.images.reshape(len(data), *shape), data.labels)
 
 
 # -- normalization ----------------------------------------------------------------------------
@@ -217,8 +278,11 @@ class Normalization:
             norm = cls.fit(train.images)
         else:
             norm = cls((0.0,) * channels, (1.0,) * channels)
-        if len(norm.mean) != channels or len(norm.std) != channels or min(norm.std) <= 0:
-            raise ValueError(f"[data] mean/std must list {channels} values with std > 0")
+        finite = all(math.isfinite(v) for v in (*norm.mean, *norm.std))
+        if len(norm.mean) != channels or len(norm.std) != channels or not finite \
+                or min(norm.std) <= 0:
+            raise ValueError(f"[data] mean/std must list {channels} finite values with std > 0, "
+                             f"got mean {list(norm.mean)}, std {list(norm.std)}")
         return norm
 
     def __call__(self, images: Tensor) -> Tensor:

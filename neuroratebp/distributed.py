@@ -7,9 +7,9 @@ Two pieces make that equal to one process with the whole batch:
   the one backward of a step. It exposes the SNN's engine interface (phases, state), so
   ``engine.forward_backward`` runs unchanged: rate-BP's spike stage runs without grad (DDP then
   prepares nothing) and its rate pass is the one differentiable forward DDP syncs.
-* :class:`SyncBatchNorm` -- the project's rate-aware BatchNorm with batch statistics summed over
-  ranks by a differentiable all-reduce, in every phase. ``nn.SyncBatchNorm`` cannot be used: it
-  would replace the spike/rate behaviour with plain batch norm.
+* :class:`SyncBatchNorm` -- the project's rate-aware BatchNorm with batch statistics (and, in
+  backward, their gradient terms) summed over ranks, in every phase. ``nn.SyncBatchNorm``
+  cannot be used: it would replace the spike/rate behaviour with plain batch norm.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .layers import BatchNorm
@@ -36,28 +35,14 @@ def rank_and_world() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks; the gradient of a sum over ranks is the sum of the ranks' gradients."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 class SyncBatchNorm(BatchNorm):
     """:class:`~neuroratebp.layers.BatchNorm` whose training statistics span all ranks.
 
     Spike stage and BPTT normalise with (and update the running statistics from) the global
-    batch; the rate pass takes values and gradients of the global statistics. The all-reduce
-    is differentiable, so the gradient through the statistics reaches every rank's inputs.
+    batch; the rate pass takes values and gradients of the global statistics. The parent's
+    phases see the ranks only through :meth:`_reduce` and :meth:`_count`: its autograd node
+    sums the statistics' gradient terms over the ranks in its backward, so the gradient
+    through the statistics reaches every rank's inputs.
     Eval mode and single-process runs behave exactly like the parent class.
     """
 
@@ -68,34 +53,21 @@ class SyncBatchNorm(BatchNorm):
         sync.phase, sync.step_mode = bn.phase, bn.step_mode
         return sync.to(bn.weight.device).train(bn.training)
 
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor, float]:
-        """Mean, biased variance and count over the global batch (differentiable all-reduce)."""
+    def _reduce(self, sums: Tensor) -> Tensor:
+        """Per-channel sums over the ranks."""
         if not is_distributed():
-            return super()._stats(x)
-        dims = [0, *range(2, x.dim())]
-        count = x.new_tensor([x.numel() // x.shape[1]])
-        total = _AllReduceSum.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        c = x.shape[1]
-        n = total[-1]
-        mean = total[:c] / n
-        return mean, total[c:2 * c] / n - mean * mean, float(n)
+            return sums
+        sums = sums.clone()
+        dist.all_reduce(sums)
+        return sums
 
-    def _batch_norm(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
-        """The parent's spike-stage normalisation, with the global batch's statistics."""
+    def _count(self, x: Tensor) -> float:
+        """Samples per channel over the ranks."""
         if not is_distributed():
-            return super()._batch_norm(x)
-        mu, var, n = self._stats(x)
-        out = F.batch_norm(x, mu, var, self.weight, self.bias, False, 0.0, self.eps)
-        return out, mu, 1.0 / (var + self.eps), n
-
-    def forward(self, x: Tensor) -> Tensor:
-        # Spike stage and rate pass reach the global statistics through _batch_norm and _stats;
-        # BPTT needs the gradient through them, which torch's fused batch norm does not take.
-        if self.training and self.phase == "bptt" and is_distributed():
-            mean, var, n = self._stats(x)
-            self._track(mean.detach(), var.detach(), n)
-            return self._normalize(x, mean, var)
-        return super().forward(x)
+            return super()._count(x)
+        count = torch.tensor([x.numel() // x.shape[1]], device=x.device, dtype=torch.float64)
+        dist.all_reduce(count)
+        return float(count)
 
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:

@@ -34,39 +34,44 @@ def check_method(method: str) -> tuple[str, StepMode]:
     return METHODS[method]
 
 
-def as_sequence(model: SNN, x: Tensor, timesteps: int) -> Tensor:
-    """Input as ``(T, B, ...)``: a static sample is repeated (direct encoding), a sequence kept."""
+def window_input(model: SNN, x: Tensor, timesteps: int) -> tuple[Tensor, bool]:
+    """``x`` and whether it is static: a sample ``(B, ...)`` (direct encoding: the same input at
+    every step) or a sequence ``(T, B, ...)``."""
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     sample_dims = len(model.input_shape)
     if x.dim() == sample_dims + 1:
-        return x.unsqueeze(0).expand(timesteps, *x.shape)
+        return x, True
     if x.dim() == sample_dims + 2:
         if x.shape[0] != timesteps:
             raise ValueError(f"input sequence has {x.shape[0]} steps but timesteps={timesteps}")
-        return x
+        return x, False
     raise ValueError(f"input of shape {tuple(x.shape)} does not match the model's sample shape "
                      f"{model.input_shape} (expected (B, ...) or (T, B, ...))")
 
 
-def run_steps(model: SNN, xs: Tensor, step_mode: StepMode) -> Tensor:
-    """Logits = mean over t of the readout, for a ``(T, B, ...)`` input, in the current phase."""
-    T, B = xs.shape[:2]
+def run_steps(model: SNN, x: Tensor, static: bool, step_mode: StepMode, timesteps: int) -> Tensor:
+    """Logits = mean over t of the readout, for a window of input, in the current phase.
+
+    A static input ``(B, ...)`` is not repeated: the network runs its static part once.
+    """
     model.reset_state()
+    B = x.shape[0] if static else x.shape[1]
     if step_mode == "m":
-        out = model(xs.reshape(T * B, *xs.shape[2:]))
-        return out.reshape(T, B, *out.shape[1:]).mean(0)
-    total = model(xs[0])
-    for t in range(1, T):
-        total = total + model(xs[t])
-    return total / T
+        out = model(x if static else x.flatten(0, 1), static=static)
+        return out.reshape(-1, B, *out.shape[1:]).mean(0)
+    steps = [x] * timesteps if static else x.unbind(0)
+    total = model(steps[0], static=static)
+    for step in steps[1:]:
+        total = total + model(step, static=static)
+    return total / timesteps
 
 
 def infer(model: SNN, x: Tensor, timesteps: int, step_mode: StepMode = "m") -> Tensor:
     """Logits of a forward simulation (no gradient); the caller picks train/eval mode."""
     model.set_phase("bptt", step_mode, timesteps)
     with torch.no_grad():
-        return run_steps(model, as_sequence(model, x, timesteps), step_mode)
+        return run_steps(model, *window_input(model, x, timesteps), step_mode, timesteps)
 
 
 @dataclass(frozen=True)
@@ -83,16 +88,16 @@ def forward_backward(model: SNN, x: Tensor, target: Tensor, method: str, timeste
     The returned logits are those of the true spiking forward pass for every method.
     """
     kind, mode = check_method(method)
-    xs = as_sequence(model, x, timesteps)
+    x, static = window_input(model, x, timesteps)
     if kind == "bptt":
         model.set_phase("bptt", mode, timesteps)
-        logits = run_steps(model, xs, mode)
+        logits = run_steps(model, x, static, mode, timesteps)
     else:
         model.set_phase("spike", mode, timesteps)
         with torch.no_grad():
-            run_steps(model, xs, mode)
+            run_steps(model, x, static, mode, timesteps)
         model.set_phase("rate", mode, timesteps)
-        logits = model(xs.mean(0))
+        logits = model(x if static else x.mean(0))
     loss = loss_fn(logits, target)
     (loss * grad_scale if grad_scale != 1.0 else loss).backward()
     return StepResult(loss.detach(), logits.detach())

@@ -17,6 +17,10 @@ The :class:`LIF` module runs in one of three phases, set by the engine (``neuror
 
 and in one of two step modes: ``m`` (multi-step, input ``(T*B, ...)`` time-major) or ``s``
 (single-step, called T times, state kept between calls).
+
+The steps (spike stage with traces, BPTT forward and its reverse-time backward) are written in
+place and run as :class:`~neuroratebp.kernels.Kernel` s: one fused pass over memory per step
+where ``torch.compile`` works, op by op otherwise.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from .kernels import Kernel
 
 Reset = Literal["hard", "soft"]
 Comparison = Literal["ge", "gt"]
@@ -112,6 +118,147 @@ class SpikeFunction(torch.autograd.Function):
         return grad * surrogate_grad(x, ctx.alpha), None, None
 
 
+def _fire(u: Tensor, theta: float, strict: bool, out: Tensor) -> Tensor:
+    """Spikes of membrane ``u`` as 0/1 values, written into ``out``."""
+    return torch.gt(u, theta, out=out) if strict else torch.ge(u, theta, out=out)
+
+
+# One step per kernel call, in place, written so that eager and compiled runs round alike
+# (no ``alpha=`` adds: eager CPU fuses those into one rounding, the compiler does not). A
+# window's steps could be unrolled into one compiled kernel, but the compiler then stores
+# every step's membrane (T buffers), and a step's state is small enough to stay in cache.
+
+@Kernel
+def _trace_step(x: Tensor, scale: Tensor | None, shift: Tensor | None, v: Tensor, e: Tensor,
+                elig: Tensor, count: Tensor, spikes: Tensor | None, lam: float, theta: float,
+                alpha: float, hard: bool, detach: bool, strict: bool) -> None:
+    """One spike-stage step of the neuron and of its traces, in place.
+
+    The current is ``scale * x + shift`` (a batch norm folded in) or ``x``. Advances the
+    membrane ``v``, the sensitivity ``e`` = du_t/dc (e_1 = 1, e_{t+1} = 1 + lam rho_t e_t, rho_t
+    = dv_t/du_t as the reset mode and detach setting define it), and the sums ``elig`` +=
+    e_t g(u_t) (g = surrogate / alpha) and ``count`` += s_t; writes s_t into ``spikes``, or
+    over ``x`` if None (not as the same tensor twice: the compiler mishandles aliased
+    arguments). A window starts at v = 0, e = 1, sums 0.
+    """
+    current = x if scale is None else torch.addcmul(shift, x, scale)
+    u = v.mul_(lam).add_(current)  # the membrane lives in v's storage
+    s = _fire(u, theta, strict, x if spikes is None else spikes)
+    count.add_(s)
+    sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
+    g = sig.addcmul_(sig, sig, value=-1.0)  # sig (1 - sig)
+    elig.addcmul_(e, g)
+    if hard:
+        # Multiplying by the 0/1 mask of silent neurons, not masked_fill_: several times
+        # faster on CPU, and the same values (u and e are finite).
+        silent = torch.rsub(s, 1.0)
+        e.mul_(silent if detach else torch.addcmul(silent, u, g, value=-alpha))
+        u.mul_(silent)
+    else:
+        if not detach:
+            e.mul_(g.mul_(-theta * alpha).add_(1.0))
+        u.sub_(s, alpha=theta)
+    e.mul_(lam).add_(1.0)
+
+
+@Kernel
+def _lif_step(x: Tensor, v: Tensor, spikes: Tensor, u_kept: Tensor | None, lam: float,
+              theta: float, hard: bool, strict: bool) -> None:
+    """One plain LIF step in place (BPTT's forward, inference): spikes, and u_t if kept."""
+    u = v.mul_(lam).add_(x)
+    if u_kept is not None:
+        u_kept.copy_(u)
+    s = _fire(u, theta, strict, spikes)
+    if hard:
+        u.mul_(torch.rsub(s, 1.0))
+    else:
+        u.sub_(s, alpha=theta)
+
+
+@Kernel
+def _lif_step_backward(grad_spikes: Tensor, u: Tensor, carry: Tensor, grad_x: Tensor,
+                       accumulate: bool, lam: float, theta: float, alpha: float, hard: bool,
+                       detach: bool, strict: bool) -> None:
+    """One reverse-time step of :func:`_lif_step`, in place.
+
+    dL/du_t = dL/ds_t g(u_t) + ``carry`` rho_t, with the surrogate g and the reset derivative
+    rho_t recomputed from the kept membrane u_t; written (or added) into ``grad_x``; ``carry``
+    becomes dL/dv_{t-1} = lam dL/du_t (it starts at 0).
+    """
+    sig = torch.sub(u, theta).mul_(alpha).sigmoid_()
+    du = torch.ops.aten.sigmoid_backward(grad_spikes, sig).mul_(alpha)
+    if hard:
+        rho = (u <= theta if strict else u < theta).to(u.dtype)  # 1 - s_t
+        if not detach:
+            rho.addcmul_(u, sig.addcmul_(sig, sig, value=-1.0), value=-alpha)
+        du.addcmul_(carry, rho)
+    elif detach:
+        du.add_(carry)
+    else:
+        du.addcmul_(carry, sig.addcmul_(sig, sig, value=-1.0).mul_(-theta * alpha).add_(1.0))
+    if accumulate:
+        grad_x.add_(du)
+    else:
+        grad_x.copy_(du)
+    carry.copy_(du).mul_(lam)
+
+
+class _LIFWindow(torch.autograd.Function):
+    """BPTT through a window of LIF steps that keeps only each step's membrane u_t.
+
+    Autograd through the step ops would keep two tensors a step (the surrogate's input and the
+    reset mask) and zero-fill a (T, B, ...) gradient for every step's slice of the input.
+    """
+
+    @staticmethod
+    def forward(ctx, xs: Tensor, config: NeuronConfig, steps: int,  # type: ignore[override]
+                constant: bool) -> Tensor:
+        shape = xs.shape if constant else xs.shape[1:]
+        spikes = xs.new_empty((steps, *shape))
+        u_seq = xs.new_empty((steps, *shape))
+        _lif_steps(xs, constant, config, spikes, u_seq)
+        ctx.save_for_backward(u_seq)
+        ctx.config, ctx.constant = config, constant
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (u_seq,) = ctx.saved_tensors
+        c: NeuronConfig = ctx.config
+        constant = ctx.constant
+        carry = torch.zeros_like(u_seq[0])
+        grad_x = torch.zeros_like(carry) if constant else torch.empty_like(u_seq)
+        for t in range(u_seq.shape[0] - 1, -1, -1):
+            _lif_step_backward(carry.numel(), grad[t], u_seq[t], carry,
+                               grad_x if constant else grad_x[t], constant, c.lam, c.theta,
+                               c.alpha, c.reset == "hard", c.detach_reset, c.comparison == "gt")
+        return grad_x, None, None, None
+
+
+def _lif_steps(xs: Tensor, constant: bool, config: NeuronConfig, spikes: Tensor,
+               u_seq: Tensor | None) -> None:
+    """A window of plain LIF steps from rest: ``spikes`` (and ``u_seq``) filled step by step."""
+    v = torch.zeros_like(spikes[0])
+    for t in range(spikes.shape[0]):
+        _lif_step(v.numel(), xs if constant else xs[t], v, spikes[t],
+                  None if u_seq is None else u_seq[t], config.lam, config.theta,
+                  config.reset == "hard", config.comparison == "gt")
+
+
+class _RateLIF(torch.autograd.Function):
+    """Rate pass of a neuron: value the spike stage's rate, Jacobian diag(kappa)."""
+
+    @staticmethod
+    def forward(ctx, current: Tensor, rate: Tensor, kappa: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(kappa)
+        return rate
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (kappa,) = ctx.saved_tensors
+        return grad * kappa, None, None
+
+
 class LIF(nn.Module):
     """LIF layer that runs BPTT, the graph-free spike stage with traces, or the rate pass."""
 
@@ -147,9 +294,19 @@ class LIF(nn.Module):
             return None
         return self._elig_sum * (self.config.alpha / self._steps)
 
+    def traces(self, current: Tensor) -> tuple[Tensor, Tensor]:
+        """Rate and kappa of the spike stage, for a rate pass whose current is ``current``."""
+        rate, kappa = self.rate, self.kappa
+        if rate is None or kappa is None:
+            raise RuntimeError("rate pass before a spike stage: run the spike phase first")
+        if current.shape != rate.shape:
+            raise ValueError(f"rate pass current shape {tuple(current.shape)} does not match "
+                             f"the spike stage's {tuple(rate.shape)}")
+        return rate, kappa
+
     # -- one step of the dynamics -------------------------------------------------------------
     def _step(self, v: Tensor | None, current: Tensor) -> tuple[Tensor, Tensor]:
-        """Differentiable step (BPTT and inference): returns spikes and the next membrane."""
+        """Differentiable step (single-step BPTT): returns spikes and the next membrane."""
         c = self.config
         u = current if v is None else c.lam * v + current
         if torch.is_grad_enabled():
@@ -160,88 +317,70 @@ class LIF(nn.Module):
         v_next = u * (1.0 - s_reset) if c.reset == "hard" else u - c.theta * s_reset
         return s, v_next
 
-    def _traced_step(self, v: Tensor | None, current: Tensor, spikes: Tensor) -> Tensor:
-        """Graph-free step that also advances the traces; writes ``spikes``, returns v.
-
-        kappa = mean_t e_t g(u_t) with e_1 = 1, e_{t+1} = 1 + lam rho_t e_t and
-        rho_t = dv_t/du_t as the reset mode and detach setting define it. Works in place:
-        the spike stage is the hot loop of rate-BP.
-        """
+    def _traced_steps(self, xs: Tensor, constant: bool, scale: Tensor | None,
+                      shift: Tensor | None, spikes: Tensor) -> None:
+        """Spike-stage steps that advance the traces (state starts at the window's first)."""
+        if self._e is None or self.v is None or self._elig_sum is None or self._spike_sum is None:
+            shape = spikes.shape[1:]
+            self.v, self._e = spikes.new_zeros(shape), spikes.new_ones(shape)
+            self._elig_sum, self._spike_sum = spikes.new_zeros(shape), spikes.new_zeros(shape)
         c = self.config
-        u = current.clone() if v is None else torch.add(current, v, alpha=c.lam, out=v)
-        fired = u > c.theta if c.comparison == "gt" else u >= c.theta
-        spikes.copy_(fired)
-        sig = u.sub(c.theta).mul_(c.alpha).sigmoid_()
-        g = torch.addcmul(sig, sig, sig, value=-1.0)  # surrogate / alpha = sig (1 - sig)
-        if self._e is None:
-            self._elig_sum, self._spike_sum = g.clone(), spikes.clone()
-            e = torch.ones_like(u)
-        else:
-            self._elig_sum.addcmul_(self._e, g)
-            self._spike_sum.add_(spikes)
-            e = self._e
-        if c.reset == "soft":
-            if not c.detach_reset:
-                e.mul_(g.mul(-c.theta * c.alpha).add_(1.0))
-            u.sub_(spikes, alpha=c.theta)
-        else:
-            # Multiplying by the 0/1 mask of silent neurons, not masked_fill_: several times
-            # faster on CPU, and the same values (u and e are finite).
-            silent = torch.sub(1.0, spikes)
-            if c.detach_reset:
-                e.mul_(silent)
-            else:
-                e.mul_(torch.addcmul(silent, u, g, value=-c.alpha))
-            u.mul_(silent)
-        self._e = e.mul_(c.lam).add_(1.0)
-        self._steps += 1
-        return u
+        for t in range(spikes.shape[0]):
+            x = xs if constant else xs[t]
+            _trace_step(self.v.numel(), x, scale, shift, self.v, self._e, self._elig_sum,
+                        self._spike_sum, None if spikes is xs else spikes[t], c.lam, c.theta,
+                        c.alpha, c.reset == "hard", c.detach_reset, c.comparison == "gt")
+        self._steps += spikes.shape[0]
 
     # -- phases -------------------------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+                constant: bool = False, reuse: bool = False) -> Tensor:
+        """Spikes for input current ``x`` (the rate pass: rates for time-averaged currents).
+
+        Multi-step mode takes ``(T*B, ...)``, or with ``constant`` ``(B, ...)``: the same current
+        at every step (static input), returning ``(T*B, ...)`` spikes. In the spike stage,
+        ``scale * x + shift`` (per channel) is the current: a batch norm folded into the update,
+        and with ``reuse`` the spikes overwrite ``x``, which nothing else reads (one (T*B, ...)
+        tensor less at the spike stage's peak).
+        """
         if self.phase == "rate":
-            return self._rate_forward(x)
+            return _RateLIF.apply(x, *self.traces(x))
         if self.step_mode == "s":
-            return self._single_step(x)
-        return self._multi_step(x)
+            return self._single_step(x, scale, shift)
+        return self._multi_step(x, scale, shift, constant, reuse)
 
-    def _multi_step(self, x: Tensor) -> Tensor:
+    def _multi_step(self, x: Tensor, scale: Tensor | None, shift: Tensor | None,
+                    constant: bool, reuse: bool) -> Tensor:
         T = self.timesteps
-        if x.shape[0] % T:
-            raise ValueError(f"LIF multi-step input has leading size {x.shape[0]}, "
-                             f"not a multiple of T={T}")
-        xs = x.reshape(T, x.shape[0] // T, *x.shape[1:])
-        self.reset_state()
-        v: Tensor | None = None
-        if self.phase == "spike":
-            out = torch.empty_like(xs)
-            for t in range(T):
-                v = self._traced_step(v, xs[t], out[t])
+        if constant:
+            xs, shape = x, x.shape
         else:
-            spikes = []
-            for t in range(T):
-                s, v = self._step(v, xs[t])
-                spikes.append(s)
-            out = torch.stack(spikes)
-            self._spike_sum, self._steps = out.detach().sum(0), T
-        return out.reshape(x.shape)
-
-    def _single_step(self, x: Tensor) -> Tensor:
+            if x.shape[0] % T:
+                raise ValueError(f"LIF multi-step input has leading size {x.shape[0]}, "
+                                 f"not a multiple of T={T}")
+            xs = x.reshape(T, x.shape[0] // T, *x.shape[1:])
+            shape = xs.shape[1:]
+        self.reset_state()
+        c = self.config
         if self.phase == "spike":
-            s = torch.empty_like(x)
-            self.v = self._traced_step(self.v, x, s)
-            return s
+            out = xs if reuse and not constant else x.new_empty((T, *shape))
+            self._traced_steps(xs, constant, scale, shift, out)
+            self.v = self._e = None  # a multi-step window ends here
+        elif torch.is_grad_enabled() and x.requires_grad:
+            out = _LIFWindow.apply(xs, c, T, constant)
+        else:
+            out = x.new_empty((T, *shape))
+            _lif_steps(xs, constant, c, out, None)
+        if self.phase != "spike":
+            self._spike_sum, self._steps = out.detach().sum(0), T
+        return out.reshape(T * shape[0], *shape[1:])
+
+    def _single_step(self, x: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
+        if self.phase == "spike":
+            s = x.new_empty((1, *x.shape))
+            self._traced_steps(x, True, scale, shift, s)
+            return s[0]
         s, self.v = self._step(self.v, x)
         self._spike_sum = s.detach() if self._spike_sum is None else self._spike_sum + s.detach()
         self._steps += 1
         return s
-
-    def _rate_forward(self, current: Tensor) -> Tensor:
-        rate, kappa = self.rate, self.kappa
-        if rate is None or kappa is None:
-            raise RuntimeError("rate pass before a spike stage: run the spike phase first")
-        if current.shape != rate.shape:
-            raise ValueError(f"rate pass current shape {tuple(current.shape)} does not match "
-                             f"the spike stage's {tuple(rate.shape)}")
-        linear = kappa * current
-        return rate + linear - linear.detach()

@@ -5,19 +5,22 @@ and rate-BP are compared under one set of hyperparameters; ``"official"`` multip
 gradients by 1/T as the paper's code does (use it to reproduce the paper's recipe).
 
 A run directory holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG state and metric
-history; rewritten atomically after every epoch), ``metrics.jsonl`` (one row per epoch: train
-loss/accuracy, test accuracy, per-layer firing rates, training seconds, lr) and, at the end,
-``model.pt`` (the final model for deployment and export -- not the best epoch on the test set,
-which would be selection on test data). Killing a run loses at most
-the epoch in progress: ``resume=True`` continues from ``last.pt`` and, because shuffling and
-augmentation are seeded by (seed, epoch), gives the same weights as an uninterrupted run.
+history; rewritten atomically after every epoch), ``metrics.jsonl`` (one row per epoch:
+``train_loss``, ``train_accuracy``, ``accuracy`` on the test set, ``spike_rates`` per layer,
+``epoch_time_s``, ``lr``) and, at the end, ``model.pt`` (the final model for deployment and
+export -- not the best epoch on the test set, which would be selection on test data). The
+directory is locked while a run writes it. Killing a run loses at most the epoch in progress:
+``resume=True`` continues from ``last.pt`` and, because shuffling and augmentation are seeded by
+(seed, epoch), gives the same weights as an uninterrupted run; with more epochs it extends it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,38 +32,49 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, make_checkpoint, save_atomic
-from .config import SECTIONS, model_from_config, neuron_from_config
+from .config import SCHEMA, SECTIONS, model_from_config, neuron_from_config, validate_config
 from .data import Augment, ImageSet, Normalization, Splits, batches, load_dataset, num_batches, seeded_generator
 from .distributed import SNNDataParallel, rank_and_world
 from .engine import check_method, forward_backward, infer
+from .files import RunLock, remove_temporaries, write_atomic
+from .limits import timesteps as check_timesteps
 from .network import SNN
-from .neuron import LIF
+from .neuron import LIF, StepMode
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "method": "rate_m", "timesteps": 4, "epochs": 1, "batch_size": 128, "optimizer": "sgd",
     "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "grad_scale": "bptt", "seed": 0,
 }
+RUN_FILES = ("last.pt", "model.pt", "metrics.jsonl")
+"""What a run directory holds (``fit`` writes them, atomically)."""
 GRAD_SCALES = ("bptt", "official")
 OPTIMIZERS = ("sgd", "adam")
 EVAL_BATCH = 256
+STEP_BUDGET = 4 * EVAL_BATCH
+"""Samples x time steps one multi-step evaluation batch may hold."""
 
 
 def resolve_config(config: Mapping[str, Any], **overrides: Any) -> dict[str, Any]:
-    """The run's full config: ``[train]`` defaults, then the file, then non-None overrides.
+    """The run's full config: ``[train]`` defaults, then the file, then non-None overrides,
+    checked against the schema (overrides named as the flags that set them).
 
     The neuron table is expanded to every parameter so a checkpoint stays self-describing.
     """
-    cfg = {section: copy.deepcopy(dict(config.get(section, {}))) for section in SECTIONS}
-    train = {**TRAIN_DEFAULTS, **cfg["train"], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():
+        problem = SCHEMA["train"][key](value)
+        if problem:
+            flag = "--limit" if key == "limit_train" else "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} must be {problem}, got {value!r}")
+    cfg = validate_config({**config, "train": {**TRAIN_DEFAULTS, **dict(config.get("train", {})),
+                                               **given}})
+    train = cfg["train"]
     check_method(train["method"])
     if train["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {train['optimizer']!r}; choose from {', '.join(OPTIMIZERS)}")
     if train["grad_scale"] not in GRAD_SCALES:
         raise ValueError(f"unknown grad_scale {train['grad_scale']!r}; choose from {', '.join(GRAD_SCALES)}")
-    for key in ("timesteps", "epochs", "batch_size", "limit_train"):
-        if key in train and (not isinstance(train[key], int) or train[key] < 1):
-            raise ValueError(f"[train] {key} must be a positive integer, got {train[key]!r}")
-    cfg["train"] = train
+    check_timesteps(train["timesteps"], "[train] timesteps")
     cfg["neuron"] = {"preset": cfg["neuron"].get("preset", "chip"), **neuron_from_config(cfg).to_dict()}
     return cfg
 
@@ -96,7 +110,7 @@ def make_optimizer(model: nn.Module, train: Mapping[str, Any]) -> torch.optim.Op
 @dataclass(frozen=True)
 class Evaluation:
     accuracy: float
-    firing_rates: dict[str, float]
+    spike_rates: dict[str, float]
     samples: int
 
 
@@ -107,7 +121,7 @@ def _all_reduce_sum(values: Tensor) -> Tensor:
 
 
 def evaluate(model: SNN, data: ImageSet, timesteps: int, batch_size: int = EVAL_BATCH) -> Evaluation:
-    """Accuracy of the spiking forward pass in eval mode and each LIF layer's mean firing rate
+    """Accuracy of the spiking forward pass in eval mode and each LIF layer's mean spike rate
     (spikes per neuron per step) over the data set.
 
     In a data-parallel run each rank takes its shard and the counts are summed, so every rank
@@ -115,13 +129,18 @@ def evaluate(model: SNN, data: ImageSet, timesteps: int, batch_size: int = EVAL_
     """
     rank, world = rank_and_world()
     device = next(model.parameters()).device
+    # multi-step holds T x batch samples at once: the batch shrinks with T, and past the budget
+    # the steps run one at a time (memory independent of T)
+    step_mode: StepMode = "m" if timesteps <= STEP_BUDGET else "s"
+    if step_mode == "m":
+        batch_size = max(1, min(batch_size, STEP_BUDGET // timesteps))
     layers = [name for name, m in model.layers.items() if isinstance(m, LIF)]
     totals = torch.zeros(2 + len(layers), dtype=torch.float64)  # correct, samples, rate * samples
     was_training = model.training
     model.eval()
     shard = ImageSet(data.images[rank::world], data.labels[rank::world])
     for x, y in batches(shard, batch_size, device=device):
-        logits = infer(model, x, timesteps)
+        logits = infer(model, x, timesteps, step_mode)
         rates = model.firing_rates()
         totals += torch.tensor([float((logits.argmax(1) == y).sum()), len(y),
                                 *(rates[name] * len(y) for name in layers)], dtype=torch.float64)
@@ -140,8 +159,9 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def test_acc(self) -> float:
-        return self.history[-1]["test_acc"]
+    def accuracy(self) -> float:
+        """Test accuracy after the last epoch."""
+        return self.history[-1]["accuracy"]
 
 
 def prepare_data(cfg: dict[str, Any]) -> tuple[Splits, Augment | None]:
@@ -160,15 +180,29 @@ def prepare_data(cfg: dict[str, Any]) -> tuple[Splits, Augment | None]:
     return norm.apply(Splits(train_set, data.test, data.num_classes)), Augment.from_table(cfg["data"], norm)
 
 
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any],
+                 ignore: set[tuple[str, str]] = frozenset()) -> list[str]:
     return [f"{s}.{k}: {a[s].get(k)!r} vs {b[s].get(k)!r}" for s in SECTIONS
-            for k in sorted(set(a[s]) | set(b[s])) if a[s].get(k) != b[s].get(k)]
+            for k in sorted(set(a[s]) | set(b[s]))
+            if a[s].get(k) != b[s].get(k) and (s, k) not in ignore]
+
+
+RENAMED_METRICS = {"test_acc": "accuracy", "train_acc": "train_accuracy",
+                   "firing_rates": "spike_rates"}
+"""Metric names of runs made before the CLI's vocabulary was unified (their last.pt resumes)."""
+
+
+def _current_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {RENAMED_METRICS.get(k, k): v for k, v in row.items()}
+
+
+def epochs_text(n: int) -> str:
+    """'1 epoch', '3 epochs'."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
 def train_epoch(net: SNN | SNNDataParallel, data: ImageSet, train: Mapping[str, Any], epoch: int,
@@ -203,21 +237,58 @@ def train_epoch(net: SNN | SNNDataParallel, data: ImageSet, train: Mapping[str, 
 
 def fit(config: Mapping[str, Any], *, out_dir: str | Path, method: str | None = None,
         timesteps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-        seed: int | None = None, limit_train: int | None = None, device: str | torch.device = "cpu",
-        resume: bool = False, quiet: bool = True,
+        seed: int | None = None, limit_train: int | None = None, lr: float | None = None,
+        device: str | torch.device = "cpu", resume: bool = False, quiet: bool = True,
         on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
     """Train the model a config describes; arguments given override its ``[train]`` table.
 
     Works in one process or, when ``torch.distributed`` is initialised, data-parallel over its
-    ranks (``batch_size`` is the global batch; rank 0 writes the files). ``on_epoch`` is called
-    with each epoch's metrics row after its checkpoint is on disk.
+    ranks (``batch_size`` is the global batch; rank 0 writes the files and holds the run
+    directory's lock). ``on_epoch`` is called with each epoch's metrics row after its checkpoint
+    is on disk. ``resume`` with more ``epochs`` than the run had extends it: the cosine schedule
+    is rebuilt for the new length, as if the run had been started with it.
     """
     cfg = resolve_config(config, method=method, timesteps=timesteps, epochs=epochs,
-                         batch_size=batch_size, seed=seed, limit_train=limit_train)
+                         batch_size=batch_size, seed=seed, limit_train=limit_train, lr=lr)
+    rank, _ = rank_and_world()
+    with RunLock(out_dir) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            remove_temporaries(out_dir, RUN_FILES)
+        return _fit(cfg, Path(out_dir), torch.device(device), resume, quiet, on_epoch)
+
+
+def _resume(state: Mapping[str, Any], cfg: dict[str, Any], optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, path: Path
+            ) -> list[dict[str, Any]]:
+    """Load optimizer, schedule and RNG state; returns the metric history so far."""
+    diff = _config_diff(cfg, state["config"], ignore={("train", "epochs")})
+    if diff:
+        raise ValueError(f"cannot resume {path}: config differs ({'; '.join(diff)})")
+    history = [_current_keys(row) for row in state["metrics"]["history"]]
+    done, epochs = len(history), int(cfg["train"]["epochs"])
+    if epochs < done:
+        raise ValueError(f"cannot resume {path}: it has trained {epochs_text(done)} already, more "
+                         f"than --epochs {epochs}")
+    optimizer.load_state_dict(state["optimizer"])
+    if epochs == int(state["config"]["train"]["epochs"]):
+        scheduler.load_state_dict(state["scheduler"])
+    else:  # replay the new schedule's steps so far: the lr an uninterrupted run would have now
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        fresh = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        with warnings.catch_warnings():  # replaying steps, no optimizer step is due
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(done):
+                fresh.step()
+        scheduler.load_state_dict(fresh.state_dict())
+    torch.set_rng_state(state["rng"])
+    return history
+
+
+def _fit(cfg: dict[str, Any], out: Path, device: torch.device, resume: bool, quiet: bool,
+         on_epoch: Callable[[dict[str, Any]], None] | None) -> FitResult:
     train = cfg["train"]
-    device = torch.device(device)
     rank, world = rank_and_world()
-    out = Path(out_dir)
     last_path, metrics_path = out / "last.pt", out / "metrics.jsonl"
     data, augment = prepare_data(cfg)
 
@@ -230,18 +301,11 @@ def fit(config: Mapping[str, Any], *, out_dir: str | Path, method: str | None = 
     if last_path.exists():
         if not resume:
             raise ValueError(f"{out} already holds a run (last.pt): pass --resume to continue it "
-                             "or choose another --out")
+                             "or choose another -o")
         state = load_checkpoint(last_path)
-        diff = _config_diff(cfg, state["config"])
-        if diff:
-            raise ValueError(f"cannot resume {last_path}: config differs ({'; '.join(diff)})")
         model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        history = list(state["metrics"]["history"])
+        history = _resume(state, cfg, optimizer, scheduler, last_path)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         _write_metrics(metrics_path, history)
 
     progress = not quiet and rank == 0 and sys.stderr.isatty()
@@ -253,16 +317,16 @@ def fit(config: Mapping[str, Any], *, out_dir: str | Path, method: str | None = 
         scheduler.step()
         seconds = time.perf_counter() - start
         test = evaluate(model, data.test, int(train["timesteps"]))
-        row = {"epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "test_acc": test.accuracy,
-               "epoch_time_s": seconds, "lr": lr, "firing_rates": test.firing_rates}
+        row = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": acc,
+               "accuracy": test.accuracy, "epoch_time_s": seconds, "lr": lr,
+               "spike_rates": test.spike_rates}
         history.append(row)
         if rank == 0:
             save_atomic(make_checkpoint(model, cfg, {"history": history}, epoch=epoch + 1,
                                         optimizer=optimizer.state_dict(),
                                         scheduler=scheduler.state_dict(), rng=torch.get_rng_state()),
                         last_path)
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            _write_metrics(metrics_path, history)
             if on_epoch is not None:
                 on_epoch(row)
     if rank == 0:

@@ -60,3 +60,15 @@ def spikes_and_logits(model: SNN, x: torch.Tensor, steps: int = T
         for h in hooks:
             h.remove()
     return logits, recorded
+
+
+def readout_steps(model: SNN, x: torch.Tensor, steps: int = T) -> torch.Tensor:
+    """The readout layer's output at every step, (T, B, ...) (the logits are their mean)."""
+    recorded: list[torch.Tensor] = []
+    hook = model.layers[model.output].register_forward_hook(
+        lambda mod, args, out: recorded.append(out.reshape(steps, -1, *out.shape[1:]).clone()))
+    try:
+        infer(model, x, steps)
+    finally:
+        hook.remove()
+    return recorded[0]

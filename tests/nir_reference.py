@@ -10,15 +10,22 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+def _pair(value) -> tuple[int, int]:
+    """NIR sizes are (h, w) pairs or one value for both."""
+    h, w = np.broadcast_to(np.asarray(value, dtype=int), 2)
+    return int(h), int(w)
+
+
 def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1)) -> np.ndarray:
     """(B, C, H', W', kh, kw) windows of a zero-padded (B, C, H, W) array."""
-    ph, pw = (int(p) for p in padding)
+    ph, pw = _pair(padding)
     x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    kh, kw = (int(k) for k in kernel)
-    dh, dw = (int(d) for d in dilation)
+    kh, kw = _pair(kernel)
+    dh, dw = _pair(dilation)
     win = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
     win = win[..., ::dh, ::dw]
-    return win[:, :, ::int(stride[0]), ::int(stride[1])]
+    sh, sw = _pair(stride)
+    return win[:, :, ::sh, ::sw]
 
 
 def conv2d(x: np.ndarray, node: nir.Conv2d) -> np.ndarray:
@@ -35,15 +42,14 @@ def conv2d(x: np.ndarray, node: nir.Conv2d) -> np.ndarray:
 def pool(x: np.ndarray, node: nir.SumPool2d | nir.AvgPool2d) -> np.ndarray:
     total = _windows(x, node.kernel_size, node.stride, node.padding).sum(axis=(-2, -1))
     if isinstance(node, nir.AvgPool2d):
-        total = total / float(np.prod(node.kernel_size))
+        total = total / float(np.prod(_pair(node.kernel_size)))
     return total
 
 
 def flatten(x: np.ndarray, node: nir.Flatten) -> np.ndarray:
-    start = int(node.start_dim) + 1  # NIR dims exclude the batch
-    end = int(node.end_dim)
-    end = x.ndim if end == -1 else (end + 2 if end >= 0 else x.ndim + end + 1)
-    return x.reshape(*x.shape[:start], -1, *x.shape[end:])
+    ndim = x.ndim - 1  # NIR dims exclude the batch; negative ones count from the end
+    start, end = (int(d) % ndim + 1 for d in (node.start_dim, node.end_dim))
+    return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
 
 
 def topological(graph: nir.NIRGraph) -> list[str]:
@@ -60,9 +66,11 @@ def topological(graph: nir.NIRGraph) -> list[str]:
 def simulate(graph: nir.NIRGraph, x: np.ndarray, steps: int, dt: float
              ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Mean over ``steps`` of the Output's input for a constant input ``x`` (B, ...), and the
-    spikes (steps, B, ...) of every LIF/IF node."""
+    spikes (steps, B, ...) of every LIF/IF/CubaLIF node (the CubaLIF current is updated before
+    the membrane within a step, as snnTorch's Synaptic and SpikingJelly's CUBALIFNode do)."""
     order = topological(graph)
     v: dict[str, np.ndarray] = {}
+    current: dict[str, np.ndarray] = {}  # CubaLIF synaptic currents
     spikes: dict[str, list[np.ndarray]] = {}
     total = 0.0
     for _ in range(steps):
@@ -85,12 +93,18 @@ def simulate(graph: nir.NIRGraph, x: np.ndarray, steps: int, dt: float
                 out[name] = pool(i, node)
             elif isinstance(node, nir.Flatten):
                 out[name] = flatten(i, node)
-            elif isinstance(node, (nir.LIF, nir.IF)):
+            elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
                 vn = v.get(name, np.zeros_like(i))
-                if isinstance(node, nir.LIF):  # tau dv/dt = (v_leak - v) + r I
-                    a = dt / np.asarray(node.tau)
+                if isinstance(node, nir.CubaLIF):  # tau_syn dI/dt = -I + w_in S, then as LIF
+                    b = dt / np.asarray(node.tau_syn)
+                    current[name] = (1 - b) * current.get(name, 0.0) + b * np.asarray(node.w_in) * i
+                    i, tau = current[name], node.tau_mem
+                else:
+                    tau = getattr(node, "tau", None)
+                if tau is not None:  # tau dv/dt = (v_leak - v) + r I
+                    a = dt / np.asarray(tau)
                     vn = (1 - a) * vn + a * (np.asarray(node.v_leak) + np.asarray(node.r) * i)
-                else:  # dv/dt = r I
+                else:  # IF: dv/dt = r I
                     vn = vn + dt * np.asarray(node.r) * i
                 s = vn > np.asarray(node.v_threshold)
                 v[name] = np.where(s, np.asarray(node.v_reset), vn)

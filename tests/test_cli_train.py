@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_run import cli_process
 from neuroratebp.checkpoint import load_checkpoint
 from neuroratebp.cli import main
 
@@ -21,8 +20,8 @@ DIGITS = str(ROOT / "models" / "digits_mlp.toml")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run")
     code = main(["train", DIGITS, "--method", "bptt", "--timesteps", "3", "--epochs", "2",
-                 "--batch-size", "64", "--seed", "5", "--limit-train", "640", "--device", "cpu",
-                 "--out", str(out), "--json"])
+                 "--batch-size", "64", "--seed", "5", "--limit", "640", "--device", "cpu",
+                 "-o", str(out), "--json"])
     assert code == 0
     return out, load_checkpoint(out / "model.pt")
 
@@ -37,11 +36,11 @@ def test_train_flags_override_config(trained: tuple[Path, dict]) -> None:
 
 
 def test_train_prints_final_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["train", DIGITS, "--epochs", "1", "--limit-train", "320", "--out", str(tmp_path),
+    assert main(["train", DIGITS, "--epochs", "1", "--limit", "320", "-o", str(tmp_path),
                  "--quiet"]) == 0
     line = capsys.readouterr().out.strip()
-    acc = load_checkpoint(tmp_path / "model.pt")["metrics"]["test_acc"]
-    assert line.startswith(f"test accuracy {acc:.4f} (rate_m, T=4, 1 epochs)")
+    acc = load_checkpoint(tmp_path / "model.pt")["metrics"]["accuracy"]
+    assert line.startswith(f"test accuracy {acc:.4f} (rate_m, T=4, 1 epoch)")
 
 
 def test_eval_reports_accuracy_and_rates(trained: tuple[Path, dict], capsys: pytest.CaptureFixture) -> None:
@@ -49,14 +48,14 @@ def test_eval_reports_accuracy_and_rates(trained: tuple[Path, dict], capsys: pyt
     capsys.readouterr()
     assert main(["eval", str(out / "model.pt"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["accuracy"] == ckpt["metrics"]["test_acc"] and report["samples"] == 360
-    assert report["timesteps"] == 3 and set(report["firing_rates"]) == {"lif1"}
+    assert report["accuracy"] == ckpt["metrics"]["accuracy"] and report["samples"] == 360
+    assert report["timesteps"] == 3 and set(report["spike_rates"]) == {"lif1"}
     assert main(["eval", str(out / "model.pt"), "--limit", "50", "--timesteps", "6", "--json"]) == 0
     short = json.loads(capsys.readouterr().out)
     assert short["samples"] == 50 and short["timesteps"] == 6
     assert main(["eval", str(out / "model.pt")]) == 0
     text = capsys.readouterr().out
-    assert f"test accuracy {report['accuracy']:.4f} on 360 samples" in text and "lif1: firing rate" in text
+    assert f"test accuracy {report['accuracy']:.4f} on 360 samples" in text and "lif1: spike rate" in text
 
 
 def test_eval_data_override(trained: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -71,13 +70,13 @@ def test_eval_data_override(trained: tuple[Path, dict], tmp_path: Path, capsys: 
 @pytest.mark.parametrize("argv, message", [
     (["train", "missing.toml"], "config file not found"),
     (["train", DIGITS, "--method", "backprop"], "unknown method 'backprop'"),
-    (["train", DIGITS, "--epochs", "0"], "epochs must be a positive integer"),
+    (["train", DIGITS, "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
     (["train", DIGITS, "--device", "tpu"], "unknown device"),
     (["eval", "nowhere.pt"], "checkpoint not found"),
 ])
 def test_bad_input_is_one_line_error(argv: list[str], message: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture) -> None:
-    assert main([*argv, "--out", str(tmp_path)] if argv[0] == "train" else argv) == 2
+    assert main([*argv, "-o", str(tmp_path)] if argv[0] == "train" else argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
@@ -90,12 +89,6 @@ class _RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "neuroratebp", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
-
-
 def test_malformed_and_malicious_checkpoints_are_refused(trained: tuple[Path, dict], tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((trained[0] / "model.pt").read_bytes()[:2000])
@@ -105,7 +98,7 @@ def test_malformed_and_malicious_checkpoints_are_refused(trained: tuple[Path, di
     not_ours = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(3)}, not_ours)
     for path in (truncated, malicious, not_ours):
-        proc = _cli("eval", str(path))
+        proc = cli_process("eval", str(path), timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("neuroratebp eval: error:") and len(proc.stderr.strip().splitlines()) == 1
         assert "Traceback" not in proc.stderr

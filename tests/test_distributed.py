@@ -48,7 +48,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
         single = fit(CONFIG, out_dir=tmp_path / f"one_{method}", method=method)
         ddp = load_checkpoint(tmp_path / f"ddp_{method}" / "model.pt")
         assert_close_state(ddp["state_dict"], single.model.state_dict())  # 4 steps, BN buffers too
-        assert ddp["metrics"]["test_acc"] == single.test_acc  # sharded eval sums to the whole set
+        assert ddp["metrics"]["accuracy"] == single.accuracy  # sharded eval sums to the whole set
         other = torch.load(tmp_path / f"rank1_{method}.pt", weights_only=True)
         assert_close_state(other, single.model.state_dict())  # ranks stay in step
 
@@ -58,11 +58,11 @@ def test_torchrun_cli(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     common = ["-m", "neuroratebp", "train", str(ROOT / "models" / "digits_mlp.toml"), "--epochs", "1",
-              "--limit-train", "256", "--batch-size", "32", "--quiet"]
+              "--limit", "256", "--batch-size", "32", "--quiet"]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    *common, "--out", str(tmp_path / "ddp")], env=env, check=True, capture_output=True,
+                    *common, "-o", str(tmp_path / "ddp")], env=env, check=True, capture_output=True,
                    timeout=120)
-    subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env, check=True,
+    subprocess.run([sys.executable, *common, "-o", str(tmp_path / "one")], env=env, check=True,
                    capture_output=True, timeout=120)
     assert_close_state(load_checkpoint(tmp_path / "ddp" / "model.pt")["state_dict"],
                        load_checkpoint(tmp_path / "one" / "model.pt")["state_dict"])

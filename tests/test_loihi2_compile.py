@@ -170,7 +170,7 @@ def test_check_command_split_and_exponent_options(conv_file, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["check", "missing.nir"], "no such file"),
+    (["check", "missing.nir"], "NIR file not found"),
     (["check", "{junk}"], "not a readable NIR file"),
     (["check", "{ok}", "--target", "nope"], "unknown target"),
 ])

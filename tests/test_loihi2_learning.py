@@ -202,3 +202,14 @@ def test_learn_cli_rejects_bad_options(tmp_path, capsys):
     assert "cannot learn on the chip" in capsys.readouterr().err
     assert main(["learn", str(path), "--layers", "fc2", "--lr", "fc1=0.1"]) == 2
     assert "do not learn" in capsys.readouterr().err
+
+
+def test_learn_cli_never_writes_over_its_input(tmp_path, capsys):
+    """-o naming the model it reads is refused before anything runs; the model is unchanged."""
+    path = tmp_path / "net.nir"
+    nir.write(str(path), mlp())
+    before = path.read_bytes()
+    from neuroratebp.cli import main
+    assert main(["learn", str(path), "--data", "digits", "--limit", "4", "-o", str(path)]) == 2
+    assert "would destroy it" in capsys.readouterr().err
+    assert path.read_bytes() == before

@@ -125,7 +125,7 @@ def test_lava_is_stopped_on_error_and_interrupt(error):
     plan, x, labels, learn = _setup(ex.mlp_graph(**MLP), "fixed", ("fc2",), 4)
     graph = lava_graph.LavaLearningGraph(plan, plan.chip.encode(x), labels, learn)
     with pytest.raises(error):
-        with lava_graph.running(graph):
+        with graph:
             graph.run(1)
             assert multiprocessing.active_children()
             raise error("stop")

@@ -78,19 +78,54 @@ def test_neuron_parameters_and_shapes(tmp_path: Path) -> None:
     model = zoo_model("vgg")
     graph = written(export_nir(model, CONFIG), tmp_path)
     dt = float(graph.metadata["dt"])
+    assert dt == 1e-4 and graph.metadata["neuron_convention"] == "unit-r"
     lif1 = graph.nodes["lif1"]
     assert lif1.tau.shape == (4, 8, 8)  # like the conv output, (C, H, W)
     np.testing.assert_allclose(1.0 - dt / lif1.tau, 0.75)
-    np.testing.assert_allclose(lif1.r * dt / lif1.tau, 1.0)  # input gain 1: v <- lam v + I
-    assert np.all(lif1.v_leak == 0) and np.all(lif1.v_reset == 0) and np.all(lif1.v_threshold == 1)
+    # unit-r: r = 1 (Norse ignores r), so the Euler gain is dt/tau = 1 - lam and the threshold
+    # is theta * (1 - lam): v <- lam v + (1 - lam) I is the trained neuron with v scaled
+    assert np.all(lif1.r == 1) and np.allclose(lif1.v_threshold, 0.25)
+    assert np.all(lif1.v_leak == 0) and np.all(lif1.v_reset == 0)
     assert graph.nodes["lif3"].tau.shape == (12,)
     assert lif1.metadata == {"lam": 0.75, "theta": 1.0, "reset": "hard", "comparison": "gt"}
     flatten = graph.nodes["flatten1"]
-    assert flatten.start_dim == 0 and list(flatten.output_type["output"]) == [6 * 2 * 2]
+    assert (flatten.start_dim, flatten.end_dim) == (-3, -1)
+    assert list(flatten.output_type["output"]) == [6 * 2 * 2]
     assert list(graph.nodes["conv1"].input_shape) == [8, 8]
-    assert isinstance(graph.nodes["pool1"], nir.AvgPool2d)
-    assert isinstance(graph.nodes["pool2"], nir.SumPool2d)
     assert list(graph.nodes["output"].output_type["output"]) == [5]
+
+
+def test_average_pooling_is_a_sum_pool_with_its_scale_in_the_next_synapse(tmp_path: Path) -> None:
+    model = zoo_model("vgg")  # conv1 -> lif1 -> AvgPool 'pool1' -> conv2 ...; SumPool 'pool2'
+    graph = written(export_nir(model, CONFIG), tmp_path)
+    assert graph.metadata["average_pooling"] == "sumpool-folded"
+    assert isinstance(graph.nodes["pool1"], nir.SumPool2d)
+    assert isinstance(graph.nodes["pool2"], nir.SumPool2d)
+    assert graph.nodes["pool1"].metadata["scale_folded_into"] == "conv2"
+    assert not any(isinstance(node, nir.AvgPool2d) for node in graph.nodes.values())
+    # conv2's kernel is the trained one (BN folded) times 1/4; its bias is untouched
+    plain = export_nir(model, CONFIG)
+    bn = model.layers["bn2"]
+    scale = (bn.weight / (bn.running_var + bn.eps).sqrt()).detach().numpy()
+    expected = model.layers["conv2"].weight.detach().numpy() * scale[:, None, None, None] / 4
+    np.testing.assert_allclose(graph.nodes["conv2"].weight, expected, rtol=1e-12)
+    np.testing.assert_array_equal(plain.nodes["conv2"].bias, graph.nodes["conv2"].bias)
+
+
+def test_average_pooling_without_a_synapse_after_it_stays_avgpool(tmp_path: Path) -> None:
+    lif = neuron_config("chip", lam=0.75)
+    model = SNN([1, 4, 4], [Node("conv", nn.Conv2d(1, 2, 3, padding=1), ("input",)),
+                            Node("lif", LIF(lif), ("conv",)),
+                            Node("pool", nn.AvgPool2d(2), ("lif",)),
+                            Node("lif2", LIF(lif), ("pool",)),
+                            Node("flat", nn.Flatten(), ("lif2",)),
+                            Node("fc", nn.Linear(8, 2), ("flat",))]).double().eval()
+    graph = written(export_nir(model, CONFIG), tmp_path)
+    assert isinstance(graph.nodes["pool"], nir.AvgPool2d)
+    x = sample("vgg")[:, :1, :4, :4]
+    logits, spikes = spikes_and_logits(model, x)
+    ref_logits, ref_spikes = simulate(graph, x.numpy(), T, float(graph.metadata["dt"]))
+    np.testing.assert_allclose(ref_logits, logits.numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_metadata_survives_the_file(tmp_path: Path) -> None:
@@ -98,6 +133,7 @@ def test_metadata_survives_the_file(tmp_path: Path) -> None:
     config = {"data": {"mean": [0.286], "std": [0.353]},
               "train": {"timesteps": 6, "method": "bptt"}}
     meta = written(export_nir(model, config, dt=0.5), tmp_path).metadata
+    assert meta["format_version"] == 2 and meta["neuron_convention"] == "unit-r"
     assert meta["dt"] == 0.5 and meta["timesteps"] == 6 and meta["method"] == "bptt"
     assert meta["reset"] == "hard" and meta["comparison"] == "gt" and not meta["approximate"]
     assert meta["input_encoding"] == "direct" and meta["readout"] == "mean_over_timesteps"
@@ -168,6 +204,18 @@ def test_cli_export_writes_a_readable_file_beside_the_checkpoint(tmp_path: Path,
     other = tmp_path / "elsewhere.nir"
     assert main(["export", str(ckpt), "--to", "nir", "-o", str(other)]) == 0
     assert str(other) in capsys.readouterr().out and nir.read(other).metadata["method"] == "rate_m"
+
+
+def test_cli_export_takes_the_time_step(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "coarse.nir"
+    assert main(["export", str(ckpt), "--dt", "1e-3", "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dt"] == 1e-3
+    graph = nir.read(out)
+    assert graph.metadata["dt"] == 1e-3
+    np.testing.assert_allclose(graph.nodes["lif1"].tau, 1e-3 / 0.25)  # lam = 0.75
+    assert main(["export", str(ckpt), "--dt", "0", "-o", str(out)]) == 2
+    assert "dt must be a positive finite number" in capsys.readouterr().err
 
 
 def test_cli_export_refuses_soft_reset_in_one_line(tmp_path: Path, capsys) -> None:

@@ -133,7 +133,7 @@ def tiny_graph(neuron: nir.NIRNode) -> nir.NIRGraph:
     (nir.CubaLI(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3)),
      r"'odd' \(CubaLI\)"),
     (nir.CubaLIF(tau_syn=np.ones(3), tau_mem=np.ones(3), r=np.ones(3), v_leak=np.zeros(3),
-                 v_threshold=np.ones(3)), r"'odd' \(CubaLIF\).*current-based"),
+                 v_threshold=np.ones(3)), r"'odd' \(CubaLIF\).*tau_syn.*no synaptic memory"),
     (nir.Delay(delay=np.ones(3)), r"'odd' \(Delay\).*delays"),
     (nir.LIF(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3),
              v_reset=np.array([0.0, 0.1, 0.0])), r"'odd'.*v_reset"),
@@ -154,6 +154,81 @@ def test_unsupported_nodes_are_named(neuron: nir.NIRNode, message: str, tmp_path
         import_nir(path)
 
 
+def peer_style_conv_graph(dt: float) -> nir.NIRGraph:
+    """How snnTorch and SpikingJelly write a conv net: pool sizes as scalars, a bias-free Linear
+    readout, Flatten from dim 0 of the batch-less shape, neuron gain 1 (r = tau/dt)."""
+    rng = np.random.default_rng(3)
+    tau = dt / (1 - 0.8)
+    ones = np.ones((3, 6, 6))
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([1, 6, 6])),
+               "0": nir.Conv2d(input_shape=None, weight=rng.normal(0, 1.2, (3, 1, 3, 3)),
+                               stride=1, padding=1, dilation=1, groups=1,
+                               bias=rng.normal(0.4, 0.1, 3)),
+               "1": nir.LIF(tau=tau * ones, r=tau / dt * ones, v_leak=0 * ones,
+                            v_threshold=0.6 * ones, v_reset=0 * ones),
+               "2": nir.AvgPool2d(kernel_size=2, stride=2, padding=0),
+               "3": nir.Flatten(input_type=None, start_dim=0, end_dim=-1),
+               "4": nir.Linear(weight=rng.normal(0, 1, (4, 27))),
+               "output": nir.Output(np.array([4]))},
+        edges=[("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "4"), ("4", "output")])
+
+
+def test_scalar_pool_sizes_and_bias_free_linear_import(tmp_path: Path) -> None:
+    """snnTorch writes AvgPool2d sizes as scalars: that crashed in graph_spec._pair."""
+    nir.write(tmp_path / "peer.nir", peer_style_conv_graph(dt=1e-4))
+    graph = read_nir(tmp_path / "peer.nir")  # as read back from a file (type checks on)
+    assert np.ndim(graph.nodes["2"].kernel_size) == 0
+    x = np.random.default_rng(4).uniform(0, 1, (5, 1, 6, 6))
+    compare_with_reference(graph, 1e-4, x, steps=6)
+    model, _ = import_nir(graph, dt=1e-4)
+    assert model.layers["2"].kernel_size == (2, 2) and model.layers["4"].bias is None
+
+
+def cuba_graph(tau_syn: float, dt: float) -> nir.NIRGraph:
+    """Affine -> CubaLIF -> Affine as snnTorch exports Synaptic(alpha, beta)."""
+    rng = np.random.default_rng(5)
+    ones = np.ones(8)
+    tau_mem = dt / (1 - 0.7)
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([5])),
+               "fc": nir.Affine(weight=rng.normal(0, 1.5, (8, 5)), bias=rng.normal(0.3, 0.2, 8)),
+               "syn": nir.CubaLIF(tau_syn=tau_syn * ones, tau_mem=tau_mem * ones,
+                                  r=tau_mem / dt * ones, v_leak=0 * ones, v_threshold=0.8 * ones,
+                                  w_in=tau_syn / dt * ones),
+               "readout": nir.Affine(weight=rng.normal(0, 1, (3, 8)), bias=np.zeros(3)),
+               "output": nir.Output(np.array([3]))},
+        edges=[("input", "fc"), ("fc", "syn"), ("syn", "readout"), ("readout", "output")])
+
+
+def test_cuba_lif_with_a_one_step_synapse_is_our_lif() -> None:
+    dt = 1e-4
+    graph = cuba_graph(tau_syn=dt, dt=dt)  # snnTorch Synaptic(alpha=0): current lasts one step
+    compare_with_reference(graph, dt, np.random.default_rng(6).uniform(0, 1, (6, 5)), steps=8)
+    assert import_nir(graph, dt=dt)[0].layers["syn"].config.lam == pytest.approx(0.7)
+    with pytest.raises(ValueError, match=r"'syn' \(CubaLIF\): tau_syn=0.0002 .* keeps 0.5"):
+        import_nir(cuba_graph(tau_syn=2 * dt, dt=dt), dt=dt)  # alpha = 0.5: refused
+
+
+def test_map_shaped_readout_gives_class_logits() -> None:
+    """A Norse-style net ends in a Conv2d to (classes, 1, 1); logits must be (batch, classes)."""
+    rng = np.random.default_rng(7)
+    ones = np.ones((2, 4, 4))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([1, 4, 4])),
+               "c0": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 1, (2, 1, 3, 3)),
+                                stride=1, padding=1, dilation=1, groups=1, bias=np.full(2, 0.5)),
+               "lif": nir.LIF(tau=2e-3 * ones, r=ones, v_leak=0 * ones, v_threshold=0.2 * ones),
+               "c1": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 1, (3, 2, 4, 4)),
+                                stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(3)),
+               "output": nir.Output(np.array([3, 1, 1]))},
+        edges=[("input", "c0"), ("c0", "lif"), ("lif", "c1"), ("c1", "output")])
+    model, config = import_nir(graph, dt=1e-3, timesteps=5)
+    x = torch.rand(6, 1, 4, 4)
+    assert infer(model, x, 5).shape == (6, 3)
+    assert config["model"]["num_classes"] == 3 and config["train"]["timesteps"] == 5
+
+
 def test_supported_leaky_neuron_with_metadata_dt_loads() -> None:
     model, _ = import_nir(tiny_graph(nir.LIF(tau=np.full(3, 4e-3), r=np.ones(3),
                                              v_leak=np.zeros(3), v_threshold=np.ones(3))))
@@ -167,7 +242,7 @@ def test_unknown_node_type_in_a_file_is_named(tmp_path: Path) -> None:
     with h5py.File(path, "r+") as f:
         del f["node/nodes/lif2/type"]
         f["node/nodes/lif2"].create_dataset("type", data="Spiky", dtype=h5py.string_dtype())
-    with pytest.raises(ValueError, match=r"'lif2' \(Spiky\)"):
+    with pytest.raises(ValueError, match=r"'lif2' has unknown type 'Spiky'"):
         read_nir(path)
 
 
@@ -227,3 +302,17 @@ def test_checkpoint_made_in_the_test_round_trips_through_both_commands(tmp_path:
     logits2, spikes2 = spikes_and_logits(back, x)
     assert all(torch.equal(spikes[n], spikes2[n]) for n in spikes)
     torch.testing.assert_close(logits2, logits, rtol=0, atol=1e-12)
+
+
+def test_cli_import_records_timesteps_of_a_foreign_graph(tmp_path: Path, capsys) -> None:
+    """It wrote T = None for graphs without metadata; now T comes from --timesteps or it stops."""
+    path = tmp_path / "snntorch.nir"
+    nir.write(path, snntorch_style_graph(dt=1e-4))
+    out = tmp_path / "m.pt"
+    assert main(["import", str(path), "--dt", "1e-4", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timesteps" in err and not out.exists()
+    assert main(["import", str(path), "--dt", "1e-4", "--timesteps", "6", "-o", str(out),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["timesteps"] == 6
+    assert load_checkpoint(out)["config"]["train"]["timesteps"] == 6

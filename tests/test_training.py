@@ -36,16 +36,16 @@ def test_one_epoch_on_digits_learns(digits_cfg: dict[str, Any], method: str, tmp
     torch.manual_seed(0)
     untrained = evaluate(model_from_config(cfg), splits.test, 4).accuracy
     result = fit(digits_cfg, out_dir=tmp_path, method=method, epochs=1)
-    assert result.test_acc > 0.8 and result.test_acc > untrained + 0.5, (untrained, result.test_acc)
+    assert result.accuracy > 0.8 and result.accuracy > untrained + 0.5, (untrained, result.accuracy)
     row = json.loads((tmp_path / "metrics.jsonl").read_text())
-    assert row["epoch"] == 1 and row["lr"] == 0.1 and row["test_acc"] == result.test_acc
+    assert row["epoch"] == 1 and row["lr"] == 0.1 and row["accuracy"] == result.accuracy
     assert row["train_loss"] > 0 and row["epoch_time_s"] > 0
     stored = load_checkpoint(tmp_path / "model.pt")
     assert stored["config"]["train"]["method"] == method and stored["config"]["train"]["timesteps"] == 4
     assert len(stored["config"]["data"]["mean"]) == 1 and stored["config"]["data"]["std"][0] > 0
-    assert stored["metrics"]["test_acc"] == result.test_acc
+    assert stored["metrics"]["accuracy"] == result.accuracy
     # the deployed model alone reproduces the reported accuracy
-    assert evaluate(model_from_checkpoint(stored), splits.test, 4).accuracy == result.test_acc
+    assert evaluate(model_from_checkpoint(stored), splits.test, 4).accuracy == result.accuracy
 
 
 def test_evaluate_reports_each_spiking_layer(digits_cfg: dict[str, Any], tmp_path: Path) -> None:
@@ -54,10 +54,10 @@ def test_evaluate_reports_each_spiking_layer(digits_cfg: dict[str, Any], tmp_pat
     splits, _ = prepare_data(resolve_config(cfg))
     one_batch = evaluate(model, splits.test.head(100), timesteps=3, batch_size=100)
     batched = evaluate(model, splits.test.head(100), timesteps=3, batch_size=30)
-    assert one_batch.samples == batched.samples == 100 and set(batched.firing_rates) == {"lif1", "lif2"}
-    assert all(0.0 < r < 1.0 for r in batched.firing_rates.values())
-    for name, rate in one_batch.firing_rates.items():  # sample-weighted mean over uneven batches
-        assert batched.firing_rates[name] == pytest.approx(rate, rel=1e-5)
+    assert one_batch.samples == batched.samples == 100 and set(batched.spike_rates) == {"lif1", "lif2"}
+    assert all(0.0 < r < 1.0 for r in batched.spike_rates.values())
+    for name, rate in one_batch.spike_rates.items():  # sample-weighted mean over uneven batches
+        assert batched.spike_rates[name] == pytest.approx(rate, rel=1e-5)
     assert batched.accuracy == one_batch.accuracy
     model.train()
     evaluate(model, splits.test.head(10), timesteps=3)
@@ -90,7 +90,7 @@ def test_resume_after_kill_matches_uninterrupted_run(digits_cfg: dict[str, Any],
     assert same_weights(resumed.model.state_dict(), full.model.state_dict())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert [r["test_acc"] for r in rows] == [r["test_acc"] for r in full.history]
+    assert [r["accuracy"] for r in rows] == [r["accuracy"] for r in full.history]
     assert [r["lr"] for r in rows] == [r["lr"] for r in full.history]
 
 

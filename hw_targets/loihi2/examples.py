@@ -1,7 +1,8 @@
 """Small random NIR graphs in the exporter's contract, for tests and speed measurements.
 
 They let the chip side be tested without the training code: LIF nodes carry per-neuron arrays,
-r*dt/tau = 1, metadata has dt, T, direct encoding and input normalisation.
+r*dt/tau = 1 (format 1's mapping; the lowering gives the same network for any mapping of the same
+neuron), metadata has dt, T, direct encoding and input normalisation.
 """
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ incoming edges sums them (a residual connection): one population with two synaps
 
 What the lowering folds away, so that backends only see ``v <- lam*v + W x + b; spike if v > theta;
 reset to 0``:
-- the NIR neuron's input scale r*dt/tau (and per-neuron thresholds, by row scaling),
+- the NIR neuron's input scale g = r*dt/tau, into its threshold (theta = v_threshold / g), so
+  every mapping of the same discrete neuron (any dt, r, threshold scaling) lowers alike,
+- per-neuron thresholds, by row scaling,
 - the input normalisation (x - mean) / std: the network input is the raw image in [0, 1],
 - AvgPool's 1/k^2 (into the weights after it, so the pooling matrix stays 0/1).
 
@@ -23,6 +25,8 @@ from typing import Any
 import nir
 import numpy as np
 import scipy.sparse as sp
+
+from neuroratebp.interchange.validation import check_graph, check_normalization, check_timing
 
 INPUT = "input"
 """Source name of the network input (raw image in [0, 1], flattened C-order)."""
@@ -66,8 +70,12 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
     norm = _pick(meta, "normalization", "normalize", default={}) or {}
     dt = _pick(meta, "dt")
     timesteps = _pick(meta, "timesteps", "T", "num_steps")
-    if dt is None or timesteps is None:
-        raise ValueError("graph metadata needs 'dt' and 'timesteps' (was it exported by neuroratebp?)")
+    missing = [f"{key!r} (--{key})" for key, value in (("dt", dt), ("timesteps", timesteps))
+               if value is None]
+    if missing:
+        raise ValueError(f"the graph metadata has no {' and no '.join(missing)}: give the time "
+                         "step the NIR dynamics are meant for (1e-4 for snnTorch and SpikingJelly "
+                         "files) and the steps per sample")
     encoding = str(_pick(meta, "input_encoding", "encoding", default="direct"))
     readout = str(_pick(meta, "readout", default="mean"))
     if readout not in ("mean", "mean_over_timesteps"):
@@ -76,11 +84,21 @@ def read_metadata(graph: nir.NIRGraph) -> Meta:
         raise ValueError(f"input encoding {encoding!r} is not supported (only 'direct')")
     mean = _pick(meta, "input_mean", "mean", default=norm.get("mean", 0.0) if isinstance(norm, Mapping) else 0.0)
     std = _pick(meta, "input_std", "std", default=norm.get("std", 1.0) if isinstance(norm, Mapping) else 1.0)
-    return Meta(dt=float(np.asarray(dt)), timesteps=int(np.asarray(timesteps)),
-                mean=np.atleast_1d(np.asarray(mean, dtype=float)),
-                std=np.atleast_1d(np.asarray(std, dtype=float)), encoding=encoding, readout=readout,
+    dt, timesteps = check_timing(graph, dt, timesteps)
+    mean, std = check_normalization(mean, std)
+    return Meta(dt=dt, timesteps=timesteps, mean=mean, std=std, encoding=encoding, readout=readout,
                 reset=str(_pick(meta, "reset", default="hard")),
                 comparison=str(_pick(meta, "comparison", default="gt")))
+
+
+def with_time(graph: nir.NIRGraph, dt: float | None = None, timesteps: int | None = None
+              ) -> nir.NIRGraph:
+    """``graph`` with the caller's ``dt`` / ``timesteps`` (e.g. ``--dt`` / ``--timesteps`` for a
+    file from another framework) in its metadata, replacing what is there; None keeps it.
+    The values are checked where every graph's are: :func:`read_metadata`."""
+    given = {"dt": dt, "timesteps": timesteps}
+    graph.metadata = {**(graph.metadata or {}), **{k: v for k, v in given.items() if v is not None}}
+    return graph
 
 
 @dataclass(frozen=True)
@@ -126,8 +144,8 @@ class Synapse:
     node: str | None = None
     """Name of the NIR Conv2d/Affine node whose weight this group holds (None: pooling only)."""
     row_scale: np.ndarray | None = None
-    """Per output neuron, ``weights = row_scale[:, None] * node.weight`` (pooling's 1/k^2, the
-    neuron's input gain, threshold normalisation); None where the input normalisation also
+    """Per output neuron, ``weights = row_scale[:, None] * node.weight`` (pooling's 1/k^2,
+    threshold normalisation); None where the input normalisation also
     scales columns. What on-chip learning needs to speak in the NIR weight's units."""
 
     @property
@@ -298,6 +316,11 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
     for name in path:
         node = graph.nodes[name]
         if isinstance(node, nir.Flatten):
+            start, end = (int(np.asarray(d).reshape(-1)[0]) % len(shape)
+                          for d in (node.start_dim, node.end_dim))
+            if (start, end) != (0, len(shape) - 1):
+                raise ValueError(f"Flatten {name!r} keeps some of the {list(shape)} axes; only a "
+                                 "flatten of the whole sample maps to synapses")
             shape = (int(np.prod(shape)),)
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             if weights is not None:
@@ -321,26 +344,29 @@ def _synapse(graph: nir.NIRGraph, source: str, path: list[str]) -> tuple[Synapse
                     row_scale=row_scale), bias, tuple(shape))
 
 
-def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """lam, input gain g (r*dt/tau), theta and constant drive (dt/tau*v_leak) per neuron."""
-    theta = np.asarray(node.v_threshold, float).reshape(-1)
+def _neuron_params(node, dt: float, name: str) -> tuple[float, np.ndarray, np.ndarray]:
+    """lam, threshold and constant drive per neuron of ``v <- lam v + I + drive``, in units of
+    the input current: NIR's ``v`` divided by the input gain g = r*dt/tau, so a file that scales
+    r, tau/dt and the threshold together (another mapping of the same neuron) lowers alike."""
+    threshold = np.asarray(node.v_threshold, float).reshape(-1)
     if np.any(np.asarray(node.v_reset if node.v_reset is not None else 0.0) != 0):
         raise ValueError(f"neuron {name!r}: Loihi resets to 0, got v_reset != 0")
-    if np.any(theta <= 0):
-        raise ValueError(f"neuron {name!r}: thresholds must be positive")
-    r = np.asarray(node.r, float).reshape(-1) * np.ones_like(theta)
+    r = np.asarray(node.r, float).reshape(-1) * np.ones_like(threshold)
     if isinstance(node, nir.IF):
-        return 1.0, r * dt, theta, np.zeros_like(theta)
-    tau = np.asarray(node.tau, float).reshape(-1) * np.ones_like(theta)
-    lam = 1.0 - dt / tau
-    if np.ptp(lam) > 1e-9:
-        raise ValueError(f"neuron {name!r}: one Lava LIF process has one decay; got several taus")
-    drive = dt / tau * np.asarray(node.v_leak, float).reshape(-1)
-    return float(lam[0]), r * dt / tau, theta, drive
+        lam, gain, drive = 1.0, r * dt, np.zeros_like(threshold)
+    else:
+        tau = np.asarray(node.tau, float).reshape(-1) * np.ones_like(threshold)
+        lams = 1.0 - dt / tau
+        if np.ptp(lams) > 1e-9:
+            raise ValueError(f"neuron {name!r}: one Lava LIF process has one decay; got several taus")
+        lam, gain = float(lams[0]), r * dt / tau
+        drive = dt / tau * np.asarray(node.v_leak, float).reshape(-1) / gain
+    return lam, threshold / gain, drive  # r, tau, thresholds > 0: validation
 
 
 def lower(graph: nir.NIRGraph) -> Network:
     """NIR graph -> populations with folded synapse matrices (float, unquantized)."""
+    check_graph(graph)
     meta = read_metadata(graph)
     preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for src, dst in graph.edges:
@@ -359,9 +385,9 @@ def lower(graph: nir.NIRGraph) -> Network:
         if name in pops:
             return pops[name]
         if readout:
-            lam, gain, theta, drive = 1.0, None, None, 0.0
+            lam, theta, drive = 1.0, None, 0.0
         else:
-            lam, gain, theta, drive = _neuron_params(graph.nodes[name], meta.dt, name)
+            lam, theta, drive = _neuron_params(graph.nodes[name], meta.dt, name)
         entries = preds[outputs[0]] if readout else preds[name]
         if not entries:
             raise ValueError(f"neuron {name!r} has no input")
@@ -389,15 +415,14 @@ def lower(graph: nir.NIRGraph) -> Network:
         if readout:
             theta_ref = np.inf
         else:  # v in units where every neuron's threshold is theta_ref
-            gain = np.broadcast_to(gain, (size,))
             theta_ref = float(theta.max())
             norm = theta_ref / np.broadcast_to(theta, (size,))
-            potential = gain * norm
+            potential = norm
             for syn in synapses:
                 syn.weights = _scale_rows(syn.weights, potential)
                 if syn.row_scale is not None:
                     syn.row_scale = syn.row_scale * potential
-            bias = (bias * gain + drive) * norm
+            bias = (bias + drive) * norm
         depth = 1 + max(0 if s.source == INPUT else pops[s.source].depth for s in synapses)
         for syn in synapses:
             syn.delay = depth - 1 - (0 if syn.source == INPUT else pops[syn.source].depth)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from hw_targets import lava_compat
+from hw_targets.lava_runtime import LavaSession
 
 from .emulator import RunResult, reset_step
 from .graph import INPUT
@@ -151,7 +152,9 @@ Record = Literal["none", "counts", "spikes"]
 
 class LavaNetwork:
     """Process graph for a set of encoded inputs [samples, n_in], built once; :meth:`run` steps
-    through them one window each. Always :meth:`stop` (or use ``with``).
+    through them one window each. Use it in a ``with`` block: that is a
+    :class:`~hw_targets.lava_runtime.LavaSession` (signals, teardown, no leftovers); outside one,
+    always :meth:`stop`.
 
     ``record``: "counts" attaches an Extractor to every spiking population (spike rates),
     "spikes" also keeps every step's spikes ([samples, window, n] per population: memory)."""
@@ -237,10 +240,12 @@ class LavaNetwork:
             self.started = False
 
     def __enter__(self) -> "LavaNetwork":
+        self._session = LavaSession(self.neurons[self.chip.readout.name]).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.started = False
+        self._session.__exit__(*exc)
 
 
 def run_lava(chip: ChipNet, images: np.ndarray, record: Record = "none",

@@ -56,8 +56,8 @@ the file, so ``emulator.emulate(plan.chip, ...)`` reproduces Lava on the file bi
 """
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -69,6 +69,8 @@ import h5py
 import nir
 import numpy as np
 import scipy.sparse as sp
+
+from neuroratebp.files import write_atomic
 
 from .emulator import RunResult
 from .graph import INPUT, NEURONS, STRUCTURE, WEIGHTED, Network, conv_matrix, lower
@@ -365,29 +367,22 @@ def write_netx(graph: nir.NIRGraph, path: str | os.PathLike[str], percentile: fl
                vth_cap: int = VTH_CAP) -> dict[str, Any]:
     """Write the netx HDF5 file (atomically); returns facts for the export report."""
     plan = plan_netx(graph, percentile, vth_cap)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for key, value in plan.attrs().items():
-                f.attrs[key] = value
-            top = f.create_group("layer")
-            g = top.create_group("0")
-            _string(g, "type", "input")
-            g.create_dataset("shape", data=np.asarray(plan.input_shape, np.int64))
-            index = 1
-            for layer in plan.layers:
-                if layer.flatten_before:
-                    _string(top.create_group(str(index)), "type", "flatten")
-                    index += 1
-                _write_layer(top.create_group(str(index)), layer)
+    buffer = io.BytesIO()  # the HDF5 image in memory: h5py writing on a full disk crashed
+    with h5py.File(buffer, "w") as f:
+        for key, value in plan.attrs().items():
+            f.attrs[key] = value
+        top = f.create_group("layer")
+        g = top.create_group("0")
+        _string(g, "type", "input")
+        g.create_dataset("shape", data=np.asarray(plan.input_shape, np.int64))
+        index = 1
+        for layer in plan.layers:
+            if layer.flatten_before:
+                _string(top.create_group(str(index)), "type", "flatten")
                 index += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            _write_layer(top.create_group(str(index)), layer)
+            index += 1
+    write_atomic(path, buffer.getbuffer())
     return {"layers": "-".join(layer.kind for layer in plan.layers),
             "timesteps": plan.chip.timesteps, "window": plan.window,
             "input_message_bits": INPUT_MESSAGE_BITS, "input_shape": list(plan.input_shape),
@@ -415,7 +410,8 @@ def encode(attrs: dict[str, Any], images: np.ndarray) -> np.ndarray:
 class NetxRunner:
     """Load a written file with ``netx.hdf5.Network`` and stream samples through Lava fixed_pt.
 
-    Always :meth:`stop` (or use ``with``). ``record`` adds a spike sink per spiking block.
+    Use it in a ``with`` block (a :class:`~hw_targets.lava_runtime.LavaSession`); outside one,
+    always :meth:`stop`. ``record`` adds a spike sink per spiking block.
     """
 
     def __init__(self, path: str | os.PathLike[str], record: bool = False) -> None:
@@ -488,10 +484,13 @@ class NetxRunner:
             self.started = False
 
     def __enter__(self) -> "NetxRunner":
+        from hw_targets.lava_runtime import LavaSession
+        self._session = LavaSession(self.net).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.started = False
+        self._session.__exit__(*exc)
 
 
 def write_netx_target(model, config, path: Path, options) -> dict[str, Any]:

@@ -214,7 +214,12 @@ def _fixed_population(pop: Population, timesteps: int, spec: Spec, percentile: f
     else:
         vth = int(min(max(round(pop.theta * scale), 1), vth_max))
         theta_err = abs(vth / scale - pop.theta) / pop.theta
-        dv = int(round((1.0 - pop.lam) * 2 ** spec["neuron.decay_bits"]))
+        bits = spec["neuron.decay_bits"]
+        dv = int(round((1.0 - pop.lam) * 2 ** bits))
+        if not 0 <= dv < 2 ** bits:
+            raise ValueError(f"neuron {pop.name!r}: decay 1 - lam = {1.0 - pop.lam:g} needs "
+                             f"dv = {dv}, off Loihi's {bits}-bit range 0..{2 ** bits - 1} (tau "
+                             f"must exceed dt by 1/{2 ** (bits + 1)} at least)")
     b = pop.bias * scale * 64
     bexp = next((k for k in range(bexp_max + 1) if np.abs(np.rint(b / 2 ** k)).max(initial=0) <= mant_max),
                 bexp_max)

@@ -48,8 +48,10 @@ def _linear(node, x: torch.Tensor) -> torch.Tensor:
     if isinstance(node, (nir.Affine, nir.Linear)):
         y = x @ torch.as_tensor(np.asarray(node.weight, float)).T
         return y + torch.as_tensor(np.asarray(node.bias, float)) if isinstance(node, nir.Affine) else y
-    if isinstance(node, nir.Flatten):
-        return x.reshape(x.shape[0], -1)
+    if isinstance(node, nir.Flatten):  # NIR dims exclude the batch
+        start, end = (int(np.asarray(d).reshape(-1)[0]) % (x.ndim - 1) + 1
+                      for d in (node.start_dim, node.end_dim))
+        return x.flatten(start, end)
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         k = _pair(node.kernel_size)
         y = F.avg_pool2d(x, k, _pair(node.stride), _pair(node.padding))
@@ -85,7 +87,7 @@ def run_reference(graph: nir.NIRGraph, images: np.ndarray) -> Result:
                 counts[name] = counts.get(name, 0) + values[name]
             else:
                 values[name] = _linear(node, inp)
-    logits = (out_sum / meta.timesteps).numpy()
+    logits = (out_sum / meta.timesteps).reshape(x.shape[0], -1).numpy()  # e.g. (B, classes, 1, 1)
     return Result(logits, {k: c.reshape(c.shape[0], -1).numpy() for k, c in counts.items()})
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from neuroratebp.interchange.validation import read_nir
+
 from .emulator import emulate_batches, spike_sums
-from .graph import Network, lower
+from .graph import Network, lower, with_time  # noqa: F401  (with_time: for the commands)
 from .quantize import ChipNet, LayerReport, Precision, compile_network, dequantize
 from .reference import run_reference
 from .resources import check_fit
@@ -19,14 +21,9 @@ BACKENDS = ("emulator", "lava")
 
 
 def load_graph(path: str | Path) -> nir.NIRGraph:
-    """Read a NIR file; any failure becomes a one-line ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        return nir.read(str(path))
-    except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for a bad file
-        raise ValueError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
+    """Read a NIR file through the project's one gate for graphs (file walked before reading,
+    values and sizes checked); any problem becomes a one-line ValueError."""
+    return read_nir(path)
 
 
 def compile_graph(graph: nir.NIRGraph, precision: Precision = "fixed", **options
@@ -91,6 +88,15 @@ def quantization_by_layer(graph: nir.NIRGraph, images: np.ndarray, labels: np.nd
     return out
 
 
+def _same_shape(logits: np.ndarray, ref: np.ndarray, labels: np.ndarray | None) -> None:
+    """Chip and reference outputs are compared sample by sample, never broadcast."""
+    if logits.shape != ref.shape or logits.ndim != 2:
+        raise ValueError(f"the chip's outputs {list(logits.shape)} and the reference's "
+                         f"{list(ref.shape)} differ in shape; expected (samples, classes) for both")
+    if labels is not None and np.shape(labels) != logits.shape[:1]:
+        raise ValueError(f"{np.shape(labels)} labels for {len(logits)} outputs")
+
+
 def _compare(logits: np.ndarray, exact: np.ndarray, labels: np.ndarray | None) -> dict:
     row = {"mean_abs_logit_error": float(np.abs(logits - exact).mean()),
            "agreement_with_float": float(np.mean(logits.argmax(1) == exact.argmax(1)))}
@@ -121,6 +127,7 @@ def simulate(graph: nir.NIRGraph, images: np.ndarray, labels: np.ndarray | None 
         result = emulate_batches(chip, images, progress=progress)
         per_sample = (time.perf_counter() - start) / max(len(images), 1)
     ref = reference_logits(graph, images)
+    _same_shape(result.logits, ref, labels)
     pred, ref_pred = result.logits.argmax(1), ref.argmax(1)
     sizes = {p.name: p.size for p in chip.populations}
     out = {

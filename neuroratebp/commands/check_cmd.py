@@ -22,6 +22,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--percentile", type=float, default=100.0,
                    help="weight magnitude percentile mapped to the 8-bit maximum (default 100: "
                         "no clipping)")
+    add_time_args(p)
     add_fixed_point_args(p)
     p.add_argument("--learn", metavar="LAYERS", nargs="?", const="",
                    help="also check on-chip learning of these comma-separated layers (alone: "
@@ -32,6 +33,15 @@ def add_parser(subparsers: Any) -> None:
 
 MARKS = {True: "ok ", False: "NO ", None: "-  "}
 """Feasibility items: limit met, not met, or a mapping without a limit."""
+
+
+def add_time_args(p: argparse.ArgumentParser) -> None:
+    """Time step and T for graphs whose metadata lacks them (files from other frameworks)."""
+    p.add_argument("--dt", type=float,
+                   help="time step the NIR dynamics are meant for (default: the graph metadata's; "
+                        "snnTorch and SpikingJelly files: 1e-4)")
+    p.add_argument("--timesteps", "-T", type=int,
+                   help="steps per sample (default: the graph metadata's)")
 
 
 def add_fixed_point_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +67,8 @@ def _plain(x: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     learn = None if args.learn is None else [n for n in args.learn.split(",") if n]
-    report = target.check(target.load_graph(args.model), percentile=args.percentile,
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
+    report = target.check(graph, percentile=args.percentile,
                           exponent=args.exponent, split=args.split, learn=learn)
     if args.json:
         print(json.dumps(_plain(report)))

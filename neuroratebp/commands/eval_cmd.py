@@ -1,4 +1,4 @@
-"""``neuroratebp eval model.pt``: test accuracy and per-layer firing rates of a trained model."""
+"""``neuroratebp eval model.pt``: test accuracy and per-layer spike rates of a trained model."""
 from __future__ import annotations
 
 import argparse
@@ -6,17 +6,19 @@ import json
 from typing import Any
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
-from ..data import Normalization, load_dataset
+from ..data import Normalization, data_table, load_dataset, shaped_like
+from ..limits import timesteps as check_timesteps
 from ..train import evaluate, resolve_device
+from .options import add_data_arg, add_limit_arg
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("eval", help="test accuracy and firing rates of a checkpoint",
-                              description="Test accuracy and per-layer firing rates of a trained "
+    p = subparsers.add_parser("eval", help="test accuracy and spike rates of a checkpoint",
+                              description="Test accuracy and per-layer spike rates of a trained "
                                           "model (spiking forward pass, eval mode).")
-    p.add_argument("checkpoint", help="model.pt written by `neuroratebp train`")
-    p.add_argument("--data", metavar="PATH", help="data set directory (overrides the stored [data] path)")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N test samples only")
+    p.add_argument("checkpoint", help="model.pt written by `neuroratebp train` or `import`")
+    add_data_arg(p)
+    add_limit_arg(p)
     p.add_argument("--timesteps", "-T", type=int, help="simulation steps (default: the training T)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -25,24 +27,23 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(ckpt).to(resolve_device(args.device))
     config = ckpt["config"]
-    table = dict(config.get("data", {}))
-    if args.data:
-        table["path"] = args.data
-    timesteps = args.timesteps or config.get("train", {}).get("timesteps")
-    if not isinstance(timesteps, int) or timesteps < 1:
+    if args.timesteps is not None:
+        timesteps = check_timesteps(args.timesteps, "--timesteps")
+    elif "timesteps" in config.get("train", {}):
+        timesteps = check_timesteps(config["train"]["timesteps"], "the checkpoint's timesteps")
+    else:
         raise ValueError("the checkpoint records no training timesteps: pass --timesteps T")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be positive, got {args.limit}")
+    model = model_from_checkpoint(ckpt).to(resolve_device(args.device))
+    table = data_table(config.get("data", {}), args.data)
     data = load_dataset(table)
     test = Normalization.from_table(table, data.train).apply(data).test.head(args.limit)
-    result = evaluate(model, test, timesteps)
+    result = evaluate(model, shaped_like(test, model.input_shape, table["dataset"]), timesteps)
     if args.json:
         print(json.dumps({"accuracy": result.accuracy, "samples": result.samples,
-                          "timesteps": timesteps, "firing_rates": result.firing_rates}))
+                          "timesteps": timesteps, "spike_rates": result.spike_rates}))
         return 0
     print(f"test accuracy {result.accuracy:.4f} on {result.samples} samples (T={timesteps})")
-    for name, rate in result.firing_rates.items():
-        print(f"  {name}: firing rate {rate:.4f}")
+    for name, rate in result.spike_rates.items():
+        print(f"  {name}: spike rate {rate:.4f}")
     return 0

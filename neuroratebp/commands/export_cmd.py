@@ -18,14 +18,17 @@ from hw_targets.loihi2.netx import write_netx, write_netx_target
 from hw_targets.loihi2.target import load_graph
 
 from ..checkpoint import load_checkpoint, model_from_checkpoint
-from ..interchange import export_nir, write_nir
+from ..files import refuse_overwrite
+from ..interchange import DEFAULT_DT, export_nir, write_nir
 from ..network import SNN
+from .options import integer
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     allow_approximate: bool = False
     timesteps: int | None = None
+    dt: float = DEFAULT_DT
 
 
 Writer = Callable[[SNN, Mapping[str, Any], Path, ExportOptions], dict[str, Any]]
@@ -40,7 +43,7 @@ class Target:
 
 def write_nir_target(model: SNN, config: Mapping[str, Any], path: Path,
                      options: ExportOptions) -> dict[str, Any]:
-    graph = export_nir(model, config, timesteps=options.timesteps,
+    graph = export_nir(model, config, dt=options.dt, timesteps=options.timesteps,
                        allow_approximate=options.allow_approximate)
     write_nir(graph, path)
     meta = graph.metadata
@@ -66,19 +69,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-approximate", action="store_true",
                    help="export neurons the format cannot express exactly (soft reset, >= "
                         "threshold) as its nearest neuron, recorded in the metadata")
-    p.add_argument("--timesteps", type=int, help="T to record (default: the checkpoint's)")
+    p.add_argument("--timesteps", "-T", type=integer(1), help="T to record (default: the checkpoint's)")
+    p.add_argument("--dt", type=float, default=DEFAULT_DT,
+                   help=f"NIR: time step of the neuron mapping (default {DEFAULT_DT:g}, the step "
+                        "snnTorch assumes; see docs/export_format.md)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = TARGETS[args.to]
+    output = args.output or args.checkpoint.with_suffix(target.suffix)
+    refuse_overwrite(output, [args.checkpoint])
     if args.checkpoint.suffix == ".nir":
-        return _from_nir(args, target)
+        return _from_nir(args, target, output)
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt)
-    output = args.output or args.checkpoint.with_suffix(target.suffix)
-    options = ExportOptions(args.allow_approximate, args.timesteps)
+    options = ExportOptions(args.allow_approximate, args.timesteps, args.dt)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         facts = target.write(model, ckpt["config"], output, options)
@@ -93,11 +100,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_nir(args: argparse.Namespace, target: Target) -> int:
+def _from_nir(args: argparse.Namespace, target: Target, output: Path) -> int:
     """A NIR graph (already exported, or learned on the chip) compiled to a hardware format."""
     if args.to == "nir":
         raise ValueError(f"{args.checkpoint} is already a NIR graph")
-    output = args.output or args.checkpoint.with_suffix(target.suffix)
     facts = write_netx(load_graph(args.checkpoint), output)
     report = {"target": args.to, "checkpoint": str(args.checkpoint), "output": str(output), **facts}
     print(json.dumps(report) if args.json else f"wrote {output}")

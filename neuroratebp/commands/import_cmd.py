@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import make_checkpoint, save_atomic
+from ..files import refuse_overwrite
 from ..interchange import import_nir
 
 
@@ -22,7 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="checkpoint to write (default: the graph's name with .pt; an existing "
                         "file is only replaced when named with -o)")
     p.add_argument("--dt", type=float,
-                   help="time step for the NIR dynamics (default: the graph metadata's dt)")
+                   help="time step for the NIR dynamics (default: the graph metadata's dt; "
+                        "snnTorch and SpikingJelly files: 1e-4)")
+    p.add_argument("--timesteps", "-T", type=int,
+                   help="T, steps per sample, to record (default: the graph metadata's)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=run)
 
@@ -31,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or args.graph.with_suffix(".pt")
     if args.output is None and output.exists():
         raise ValueError(f"{output} exists; choose the checkpoint to write with -o")
-    model, config = import_nir(args.graph, dt=args.dt)
+    refuse_overwrite(output, [args.graph])
+    model, config = import_nir(args.graph, dt=args.dt, timesteps=args.timesteps)
+    if "timesteps" not in config["train"]:
+        raise ValueError(f"{args.graph}: the graph metadata has no 'timesteps'; pass --timesteps "
+                         "(T, the steps per sample the network runs)")
     save_atomic(make_checkpoint(model, config, source=str(args.graph)), output)
     layers = config["model"]["layers"]
     report = {"graph": str(args.graph), "output": str(output), "layers": len(layers),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,12 @@ from tqdm import tqdm
 
 from hw_targets import get_target
 
+from ..files import refuse_overwrite
 from ..interchange import write_nir
-from .check_cmd import MARKS, _plain, add_fixed_point_args
+from ..interchange.export import recorded_data
+from ..data import data_table
+from .check_cmd import MARKS, _plain, add_fixed_point_args, add_time_args
+from .options import add_data_arg, add_output_arg, integer
 from .simulate_cmd import load_test_images
 
 SHIFTS = ("none", "invert")
@@ -43,11 +46,11 @@ def add_parser(subparsers: Any) -> None:
                    "layer that can)")
     p.add_argument("--lr", help="SGD learning rate of the NIR weights, one for all (0.01) or per "
                    "layer (fc1=0.005,fc2=0.01); default 0.01")
-    p.add_argument("--data", help="fmnist, digits, or a directory (default: fmnist)")
-    p.add_argument("--limit", type=int, metavar="N", help="learn from the first N training "
+    add_data_arg(p)
+    p.add_argument("--limit", type=integer(1), metavar="N", help="learn from the first N training "
                    "samples (default: 1000)")
-    p.add_argument("--heldout", type=int, metavar="N", help="held-out test images measured before "
-                   "and after (default: 1000)")
+    p.add_argument("--heldout", type=integer(0), metavar="N", help="held-out test images measured "
+                   "before and after (default: 1000)")
     p.add_argument("--shift", choices=SHIFTS, help="input shift the network adapts to "
                    "(invert: x -> 1 - x; default: none)")
     p.add_argument("--kappa", choices=("exact", "no-recursion", "triangle", "triangle-no-recursion"),
@@ -64,8 +67,9 @@ def add_parser(subparsers: Any) -> None:
                    help="fixed point: learning weights start within 1/FACTOR of the 8-bit range "
                         "(coarser steps if needed; default 1.5)")
     p.add_argument("--seed", type=int, default=0, help="random streams of the learning graph")
+    add_time_args(p)
     add_fixed_point_args(p)
-    p.add_argument("-o", "--output", type=Path, help="write the learned network as NIR")
+    add_output_arg(p, "write the learned network as NIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -93,12 +97,13 @@ def shift_images(images: np.ndarray, shift: str) -> np.ndarray:
     return 1.0 - images if shift == "invert" else images
 
 
-def load_learning_data(name: str, input_shape: tuple[int, ...], stream: int, heldout: int,
-                       shift: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def load_learning_data(data: str | None, input_shape: tuple[int, ...], stream: int, heldout: int,
+                       shift: str, recorded: dict | None = None
+                       ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(stream images, labels) from the training split, (held-out images, labels) from the test
-    split, both shifted."""
-    xs, ys = load_test_images(name, input_shape, stream, split="train")
-    xh, yh = load_test_images(name, input_shape, heldout, split="test") if heldout else \
+    split, both shifted; ``data``/``recorded`` as in ``simulate``'s ``load_test_images``."""
+    xs, ys = load_test_images(data, input_shape, stream, recorded, split="train")
+    xh, yh = load_test_images(data, input_shape, heldout, recorded, split="test") if heldout else \
         (np.zeros((0, *input_shape)), np.zeros(0, int))
     return (shift_images(xs, shift), ys), (shift_images(xh, shift), yh)
 
@@ -108,15 +113,15 @@ def run(args: argparse.Namespace) -> int:
         for key, value in DEMO.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
-    data, shift = args.data or "fmnist", args.shift or "none"
+    shift = args.shift or "none"
     limit, heldout = args.limit if args.limit is not None else 1000, \
         args.heldout if args.heldout is not None else 1000
-    if limit < 1 or heldout < 0:
-        raise ValueError("--limit must be positive and --heldout not negative")
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
-    graph = target.load_graph(args.model)
+    if args.output:
+        refuse_overwrite(args.output, [args.model])
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     learning = target.learning()
     net, _, _ = target.compile_graph(graph, "float")
     layers = list(learning.choose_layers(net, args.layers.split(",") if args.layers else None))
@@ -124,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                                     kappa=args.kappa, feedback=args.feedback,
                                     resync_every=args.resync_every, rounding=args.rounding,
                                     seed=args.seed, headroom=args.headroom)
-    stream, held = load_learning_data(data, net.input_shape, limit, heldout, shift)
+    recorded = recorded_data(graph.metadata)
+    data = data_table(recorded, args.data)["dataset"]
+    stream, held = load_learning_data(args.data, net.input_shape, limit, heldout, shift, recorded)
     total = len(stream[0]) + 2 * len(held[0])
     with tqdm(total=total, desc=f"learn {args.backend} {args.precision}", unit="sample",
               disable=args.json) as bar:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,9 @@ from tqdm import tqdm
 from hw_targets import get_target
 
 from .. import data as datasets
-from .check_cmd import add_fixed_point_args
+from ..interchange.export import recorded_data
+from .check_cmd import add_fixed_point_args, add_time_args
+from .options import add_data_arg, add_limit_arg
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,43 +31,33 @@ def add_parser(subparsers: Any) -> None:
                    help="Lava CPU simulation or the bit-exact emulator (default: emulator)")
     p.add_argument("--precision", choices=("fixed", "float"), default="fixed",
                    help="Lava fixed_pt (chip bit widths) or floating_pt (default: fixed)")
-    p.add_argument("--data", default="fmnist",
-                   help="fmnist, digits, or a directory with Fashion-MNIST idx.gz / CIFAR-10 batches")
-    p.add_argument("--limit", type=int, metavar="N", help="first N test samples only")
+    add_data_arg(p)
+    add_limit_arg(p)
+    add_time_args(p)
     add_fixed_point_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
-def load_test_images(name: str, input_shape: tuple[int, ...], limit: int | None,
+def load_test_images(data: str | None, input_shape: tuple[int, ...], limit: int | None,
+                     recorded: Mapping[str, Any] | None = None,
                      split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """Raw images in [0, 1] of a split (default: test) shaped like the network input, and labels."""
-    if name == "fmnist":
-        splits = datasets.load_fashion_mnist()
-    elif name == "digits":
-        splits = datasets.load_digits()
-    elif Path(name).is_dir():
-        gz = list(Path(name).glob("*idx3-ubyte.gz"))
-        splits = datasets.load_fashion_mnist(name) if gz else datasets.load_cifar10(name)
-    else:
-        raise ValueError(f"--data must be fmnist, digits or a directory, got {name!r}")
-    test = getattr(splits, split).head(limit)
-    images, labels = test.images.numpy(), test.labels.numpy()
-    if int(np.prod(images.shape[1:])) != int(np.prod(input_shape)):
-        raise ValueError(f"data images {list(images.shape[1:])} do not fit the network input "
-                         f"{list(input_shape)}")
-    return images.reshape(len(images), *input_shape).astype(float), labels
+    """Raw images in [0, 1] of a split (default: test) shaped like the network input, and
+    labels. ``data`` is the ``--data NAME|DIR`` value; None takes the ``recorded`` data set,
+    else fmnist."""
+    table = datasets.data_table(recorded or {}, data)
+    part = getattr(datasets.load_dataset(table), split).head(limit)
+    part = datasets.shaped_like(part, input_shape, table["dataset"])
+    return part.images.numpy().astype(float), part.labels.numpy()
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be positive, got {args.limit}")
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
-    graph = target.load_graph(args.model)
+    graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     net, _, _ = target.compile_graph(graph, args.precision)
-    images, labels = load_test_images(args.data, net.input_shape, args.limit)
+    images, labels = load_test_images(args.data, net.input_shape, args.limit, recorded_data(graph.metadata))
     with tqdm(total=len(images), desc=f"{args.backend} {args.precision}", unit="sample",
               disable=args.json) as bar:
         result = target.simulate(graph, images, labels, args.backend, args.precision, bar.update,

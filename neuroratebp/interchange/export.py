@@ -3,11 +3,14 @@
 Layer by layer: ``Conv2d`` -> ``nir.Conv2d`` (with ``input_shape``, so shapes infer),
 ``Linear`` -> ``nir.Affine`` (the readout too), ``LIF`` -> ``nir.LIF`` / ``nir.IF`` (lam = 1) with
 per-neuron arrays shaped like the layer output (mapping in :mod:`.discretisation`), ``Flatten``
--> ``nir.Flatten`` (batch-less dims, so ``start_dim=0`` for torch's default), ``SumPool2d`` /
-``AvgPool2d`` -> ``nir.SumPool2d`` / ``nir.AvgPool2d``. ``BatchNorm`` in eval form (running
-statistics) is folded into the convolution or linear layer before it, in double precision;
-``Add`` becomes fan-in (NIR sums all edges into a node). Graph metadata carries what NIR cannot
-say: dt, T, neuron semantics, input encoding and normalization, the readout rule.
+-> ``nir.Flatten`` with negative dims (``-3..-1`` for torch's default on (C, H, W): right in NIR's
+batch-less shapes and also for consumers that hand the dims to ``torch.nn.Flatten`` unchanged),
+``SumPool2d`` -> ``nir.SumPool2d``. ``AvgPool2d`` is written as ``nir.SumPool2d`` with its
+``1/(kh kw)`` folded into the weights of the Conv2d/Linear that alone reads it (Norse reads no
+AvgPool2d); where no such layer follows, it stays ``nir.AvgPool2d``. ``BatchNorm`` in eval form
+(running statistics) is folded into the convolution or linear layer before it, in double
+precision; ``Add`` becomes fan-in (NIR sums all edges into a node). Graph metadata carries what
+NIR cannot say: dt, T, neuron semantics, input encoding and normalization, the readout rule.
 
 NIR neurons reset to ``v_reset`` and fire when ``v > v_threshold``. A soft reset (``v -= theta``)
 or a ``>=`` comparison cannot be expressed; such models are refused unless the caller allows an
@@ -15,8 +18,9 @@ approximate export, which is then recorded in the metadata and warned about.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -29,13 +33,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import SYNTHETIC_OPTIONS, dataset_name
+from ..files import write_atomic
+from ..limits import timesteps as check_timesteps
 from ..layers import Add, BatchNorm, SumPool2d
 from ..network import INPUT, SNN, Node
 from ..neuron import LIF
-from .discretisation import DEFAULT_DT, nir_neuron
+from .discretisation import CONVENTION, DEFAULT_DT, nir_neuron
 
 FORMAT = "neuroratebp-nir"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the 'unit-r' neuron mapping, dt = 1e-4, average pooling as SumPool2d, negative Flatten dims
+(1: r = 1/(1 - lam), dt = 1e-3; import and the hardware targets read both)."""
 OUTPUT = "output"
 """Name of the NIR Output node (the NIR Input node is named like the network input, 'input')."""
 
@@ -46,6 +55,10 @@ SEMANTICS = (
     "fan-in is summed. LIF/IF nodes integrate with forward Euler at dt, fire when "
     "v > v_threshold and reset to v_reset. Logits are the mean over the T steps of the Output "
     "node's input (the last Affine).")
+
+
+AVERAGE_POOLING = "sumpool-folded"
+"""Metadata: AvgPool2d written as SumPool2d, 1/(kh kw) folded into the next synapse."""
 
 
 class ApproximationWarning(UserWarning):
@@ -85,6 +98,10 @@ class _Exporter:
         # Layers whose output is a single Affine/Conv2d node that nothing else reads: BN folds here.
         self.foldable: set[str] = set()
         self.readers = Counter(src for node in model.nodes() for src in node.inputs)
+        self.layer = {node.name: node for node in model.nodes()}
+        self.reader_of = {src: node.name for node in model.nodes() for src in node.inputs}
+        # Factor on the input of a Conv2d/Linear, moved into its weights (folded average pooling).
+        self.input_scale: dict[str, float] = {}
         self.lif_semantics: dict[str, tuple[str, str]] = {}
         self.handlers: dict[type, Callable[[Node, tuple[int, ...]], nir.NIRNode]] = {
             nn.Conv2d: self._conv2d, nn.Linear: self._linear, LIF: self._lif,
@@ -134,7 +151,7 @@ class _Exporter:
                              "has a NIR export")
         self.foldable.add(node.name)
         padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)
-        return nir.Conv2d(input_shape=in_shape[1:], weight=_array(m.weight),
+        return nir.Conv2d(input_shape=in_shape[1:], weight=self._weight(node),
                           stride=_pair(m.stride), padding=padding, dilation=_pair(m.dilation),
                           groups=m.groups, bias=_bias(m.bias, m.out_channels))
 
@@ -144,7 +161,10 @@ class _Exporter:
             raise ValueError(f"layer {node.name!r}: Linear on a {len(in_shape)}-D sample "
                              "(flatten first)")
         self.foldable.add(node.name)
-        return nir.Affine(weight=_array(m.weight), bias=_bias(m.bias, m.out_features))
+        return nir.Affine(weight=self._weight(node), bias=_bias(m.bias, m.out_features))
+
+    def _weight(self, node: Node) -> np.ndarray:
+        return _array(node.module.weight) * self.input_scale.get(node.name, 1.0)  # type: ignore[operator]
 
     def _lif(self, node: Node, in_shape: tuple[int, ...]) -> nir.NIRNode:
         c = node.module.config  # type: ignore[union-attr]
@@ -156,10 +176,11 @@ class _Exporter:
 
     def _flatten(self, node: Node, in_shape: tuple[int, ...]) -> nir.NIRNode:
         m: nn.Flatten = node.module  # type: ignore[assignment]
-        if m.start_dim < 1:
+        ndim = len(in_shape)  # torch's dims count the batch, NIR's do not
+        start, end = (d % (ndim + 1) - 1 - ndim for d in (m.start_dim, m.end_dim))
+        if start < -ndim:
             raise ValueError(f"layer {node.name!r}: Flatten over the batch dimension")
-        end = m.end_dim if m.end_dim < 0 else m.end_dim - 1
-        return nir.Flatten(input_type=np.array(in_shape), start_dim=m.start_dim - 1, end_dim=end)
+        return nir.Flatten(input_type=np.array(in_shape), start_dim=start, end_dim=end)
 
     def _pool_args(self, node: Node) -> dict[str, np.ndarray]:
         m: nn.AvgPool2d = node.module  # type: ignore[assignment]
@@ -177,7 +198,25 @@ class _Exporter:
         if m.divisor_override is not None or (not m.count_include_pad and args["padding"].any()):
             raise ValueError(f"layer {node.name!r}: NIR's AvgPool2d divides by the kernel size; "
                              "this pooling divides differently")
-        return nir.AvgPool2d(**args)
+        absorber = self._absorber(node.name)
+        if absorber is None:
+            return nir.AvgPool2d(**args)
+        scale = 1.0 / float(np.prod(args["kernel_size"]))
+        self.input_scale[absorber] = self.input_scale.get(absorber, 1.0) * scale
+        return nir.SumPool2d(**args, metadata={"average_pool": True, "scale": scale,
+                                               "scale_folded_into": absorber})
+
+    def _absorber(self, name: str) -> str | None:
+        """The Conv2d/Linear that alone receives ``name``'s output, through Flatten and pooling
+        only, so that a constant factor on that output can move into its weights."""
+        while self.readers[name] == 1 and name != self.model.output:
+            reader = self.layer[self.reader_of[name]]
+            if isinstance(reader.module, (nn.Conv2d, nn.Linear)):
+                return reader.name
+            if not isinstance(reader.module, (nn.Flatten, nn.AvgPool2d)):  # SumPool2d is one
+                return None
+            name = reader.name
+        return None
 
     def _fold(self, node: Node) -> None:
         """y = (x - mean) * gamma / sqrt(var + eps) + beta, folded into the synapse before it."""
@@ -226,6 +265,7 @@ def _metadata(model: SNN, config: Mapping[str, Any], dt: float, timesteps: int,
         "dt": float(dt), "timesteps": int(timesteps),
         "reset": _shared({r for r, _ in semantics.values()}),
         "comparison": _shared({c for _, c in semantics.values()}),
+        "neuron_convention": CONVENTION, "average_pooling": AVERAGE_POOLING,
         "input_encoding": "direct", "readout": "mean_over_timesteps", "readout_node": model.output,
         "method": str(train.get("method", "unknown")),
         "approximate": bool(notes), "semantics": SEMANTICS,
@@ -233,10 +273,29 @@ def _metadata(model: SNN, config: Mapping[str, Any], dt: float, timesteps: int,
     if notes:
         meta["approximations"] = "; ".join(notes)
     data = config.get("data", {})
+    if "dataset" in data:  # what simulate and import test the model on
+        meta["dataset"] = dataset_name(data["dataset"])
+        if meta["dataset"] == "synthetic":
+            meta["dataset_options"] = {k: np.asarray(data[k]) for k in SYNTHETIC_OPTIONS
+                                       if k in data}
     if "mean" in data and "std" in data:  # recorded by training (data.Normalization)
         meta["normalize"] = {"mean": np.asarray(data["mean"], dtype=np.float64).reshape(-1),
                              "std": np.asarray(data["std"], dtype=np.float64).reshape(-1)}
     return meta
+
+
+def recorded_data(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``[data]`` entries :func:`export_nir` recorded (``dataset``, synthetic options), as
+    plain values; empty for a graph from another tool."""
+    meta = metadata or {}
+    table: dict[str, Any] = {}
+    if isinstance(meta.get("dataset"), str):
+        table["dataset"] = meta["dataset"]
+        options = meta.get("dataset_options")
+        if isinstance(options, Mapping):
+            table.update({k: np.asarray(v).tolist() for k, v in options.items()
+                          if k in SYNTHETIC_OPTIONS})
+    return table
 
 
 def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float = DEFAULT_DT,
@@ -248,11 +307,12 @@ def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float
     """
     config = config or {}
     T = timesteps if timesteps is not None else config.get("train", {}).get("timesteps")
-    if T is None or int(T) < 1:
+    if T is None:
         raise ValueError("the number of time steps T is unknown: the config has no [train] "
                          "timesteps; pass timesteps")
-    if not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    T = check_timesteps(T, "timesteps (T)")
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive finite number, got {dt}")
     exporter = _Exporter(model, dt)
     exporter.run()
     notes = _approximations(exporter.lif_semantics)
@@ -266,15 +326,10 @@ def export_nir(model: SNN, config: Mapping[str, Any] | None = None, *, dt: float
 
 
 def write_nir(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> None:
-    """Write atomically, after checking that ``nir.read`` (with type checks) loads the file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        nir.read(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically, after checking that ``nir.read`` (with type checks) loads the file.
+
+    The HDF5 image is built in memory: h5py writing on a full disk crashed the process."""
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    nir.read(io.BytesIO(buffer.getvalue()))
+    write_atomic(path, buffer.getbuffer())

@@ -37,9 +37,11 @@ NEURON_FIELDS = ("lam", "theta", "reset", "comparison")
 
 
 def _pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
+    """(h, w) from one value or a pair; NIR writers store sizes either way, scalars too."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) not in (1, 2):
+        raise ValueError(f"expected one value or a pair, got {value!r}")
+    return int(values[0]), int(values[-1])
 
 
 def _conv2d(spec: LayerSpec, _: NeuronConfig) -> nn.Module:

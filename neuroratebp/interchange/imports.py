@@ -1,7 +1,8 @@
 """Import a NIR graph as a runnable network of this project.
 
-Supported nodes: Input, Output, Affine, Linear, Conv2d, LIF, IF, Flatten, SumPool2d, AvgPool2d;
-fan-in (several edges into a node) becomes an ``Add`` layer. Neurons map back through
+Supported nodes: Input, Output, Affine, Linear, Conv2d, LIF, IF, CubaLIF with a one-step synapse,
+Flatten, SumPool2d, AvgPool2d (sizes as scalars or pairs, as snnTorch, Norse and SpikingJelly write
+them); fan-in (several edges into a node) becomes an ``Add`` layer. Neurons map back through
 :mod:`.discretisation` (needs ``dt``: from the graph metadata or the caller) and must have one
 value per layer and ``v_reset = 0``. The network runs exactly what the file means: NIR neurons
 reset to 0 and fire when ``v > v_threshold``, even when the metadata says the exported model was
@@ -17,21 +18,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import h5py
 import nir
 import numpy as np
 import torch
 from torch import nn
 
+from ..limits import timesteps as check_timesteps
 from ..network import INPUT, SNN
 from ..neuron import neuron_config
 from .discretisation import discrete_neuron
+from .export import recorded_data
 from .graph_spec import graph_nodes
+from .validation import check_graph, check_normalization, check_timing, read_nir
 
 GraphSource = nir.NIRGraph | str | os.PathLike[str]
 
 UNSUPPORTED = {
-    "CubaLIF": "current-based synapses have no equivalent in this project's LIF",
     "CubaLI": "current-based non-spiking neurons are not supported",
     "LI": "non-spiking leaky neurons are not supported (the readout is an Affine averaged over T)",
     "I": "non-spiking integrators are not supported",
@@ -44,38 +46,14 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _unknown_node_types(path: Path) -> list[str]:
-    """Names of nodes whose type nir does not know (nir.read only says 'assert')."""
-    known = set(nir.ir.__all__)
-    found = []
-    try:
-        with h5py.File(path, "r") as f:
-            for name, node in f["node/nodes"].items():
-                kind = node["type"][()] if "type" in node else b""
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                if kind not in known:
-                    found.append(f"{name!r} ({kind or 'no type'})")
-    except Exception:  # the file is too damaged to say more
-        return []
-    return found
-
-
-def read_nir(path: str | os.PathLike[str]) -> nir.NIRGraph:
-    """``nir.read`` with type checking; failures become one-line ValueErrors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"NIR file not found: {path}")
-    try:
-        return nir.read(path)
-    except Exception as e:  # h5py, nir asserts and type checks: all mean "not a usable NIR file"
-        unknown = _unknown_node_types(path)
-        if unknown:
-            raise ValueError(f"{path}: unknown NIR node type in {', '.join(unknown)}") from None
-        raise ValueError(f"{path} is not a readable NIR file: {_first_line(e)}") from None
-
-
 def _ints(values: Any) -> list[int]:
     return [int(v) for v in np.atleast_1d(values)]
+
+
+def _dim(value: Any) -> int:
+    """A Flatten dim (snnTorch writes ints, SpikingJelly one-element arrays)."""
+    (dim,) = _ints(value)
+    return dim
 
 
 class _Importer:
@@ -140,18 +118,17 @@ class _Importer:
                             "padding": padding, "dilation": _ints(node.dilation), "groups": groups,
                             "bias": True},
                       weight=weight, bias=node.bias)
-        elif isinstance(node, (nir.LIF, nir.IF)):
+        elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
             if self.dt is None:
                 raise ValueError(f"NIR node {raw!r} ({kind}): the graph metadata has no dt and "
                                  "none was given; pass the time step (--dt)")
             lam, theta = discrete_neuron(raw, node, self.dt)
             self._add(raw, {"type": "lif", "inputs": inputs, "lam": lam, "theta": theta,
                             "reset": "hard", "comparison": "gt"})
-        elif isinstance(node, nir.Flatten):
-            end = int(node.end_dim)
-            self._add(raw, {"type": "flatten", "inputs": inputs,
-                            "start_dim": int(node.start_dim) + 1,
-                            "end_dim": end if end < 0 else end + 1})
+        elif isinstance(node, nir.Flatten):  # NIR dims exclude the batch; negative ones do not move
+            start, end = (d + 1 if d >= 0 else d for d in map(_dim, (node.start_dim, node.end_dim)))
+            self._add(raw, {"type": "flatten", "inputs": inputs, "start_dim": start,
+                            "end_dim": end})
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             self._add(raw, {"type": kind.lower(), "inputs": inputs,
                             "kernel_size": _ints(node.kernel_size), "stride": _ints(node.stride),
@@ -160,11 +137,18 @@ class _Importer:
             raise ValueError(f"NIR node {raw!r} ({kind}) is not supported by this project")
 
     def readout(self, raw: str, sources: list[str]) -> str:
-        """The layer the Output node reads; it must come last (the engine averages it over T)."""
+        """The layer the Output node reads; it must come last (the engine averages it over T).
+
+        A readout with a map-shaped output (e.g. a Conv2d to (classes, 1, 1), as Norse nets end)
+        gets a Flatten, so that logits are (batch, classes) like every other model's."""
         (name,) = self._inputs(raw, sources)
         if self.layers[-1]["name"] != name:
             raise ValueError(f"NIR nodes after {name!r} do not reach the Output node")
-        return name
+        if self.layers[-1]["type"] in ("linear", "flatten"):
+            return name
+        flat = self._layer_name(f"{raw}_flat")
+        self.layers.append({"name": flat, "type": "flatten", "inputs": [name]})
+        return flat
 
 
 def _order(graph: nir.NIRGraph) -> tuple[str, str, list[str], dict[str, list[str]]]:
@@ -207,38 +191,46 @@ def _order(graph: nir.NIRGraph) -> tuple[str, str, list[str], dict[str, list[str
 
 
 def _config(graph: nir.NIRGraph, input_shape: list[int], layers: list[dict[str, Any]],
-            out_shape: np.ndarray | None) -> dict[str, Any]:
-    """Run config that rebuilds the network; T, method and normalization come from metadata."""
+            out_shape: np.ndarray | None, timesteps: int | None) -> dict[str, Any]:
+    """Run config that rebuilds the network; method, data set and normalization come from
+    the metadata, T (checked) from the caller."""
     meta = graph.metadata or {}
     train: dict[str, Any] = {}
-    if "timesteps" in meta:
-        train["timesteps"] = int(meta["timesteps"])
+    if timesteps is not None:
+        train["timesteps"] = timesteps
     if meta.get("method", "unknown") != "unknown":
         train["method"] = str(meta["method"])
     data: dict[str, Any] = {}
     norm = meta.get("normalize")
     if isinstance(norm, Mapping) and "mean" in norm and "std" in norm:
-        data["mean"] = [float(v) for v in np.atleast_1d(norm["mean"])]
-        data["std"] = [float(v) for v in np.atleast_1d(norm["std"])]
+        mean, std = check_normalization(norm["mean"], norm["std"])
+        data["mean"], data["std"] = [float(v) for v in mean], [float(v) for v in std]
+    data.update(recorded_data(meta))
     model: dict[str, Any] = {"arch": "graph", "input_shape": input_shape, "layers": layers}
     if out_shape is not None:
         model["num_classes"] = int(np.prod(out_shape))
     return {"model": model, "neuron": {"preset": "chip"}, "data": data, "train": train}
 
 
-def import_nir(source: GraphSource, *, dt: float | None = None,
+def import_nir(source: GraphSource, *, dt: float | None = None, timesteps: int | None = None,
                dtype: torch.dtype | None = None) -> tuple[SNN, dict[str, Any]]:
     """Network (eval mode) and run config for a NIR graph or file.
 
-    ``dt`` is the time step the NIR dynamics are discretised with; default: the graph's
-    metadata ``dt`` (written by this project's export). ``dtype`` of the parameters defaults to
-    torch's default; float64 keeps the file's values exactly.
+    ``dt`` is the time step the NIR dynamics are discretised with and ``timesteps`` the T that
+    the config records; default: the graph's metadata ``dt`` / ``timesteps`` (written by this
+    project's export; graphs from elsewhere seldom have them). ``dtype`` of the parameters
+    defaults to torch's default; float64 keeps the file's values exactly.
     """
-    graph = source if isinstance(source, nir.NIRGraph) else read_nir(source)
-    if dt is None and "dt" in (graph.metadata or {}):
-        dt = float(graph.metadata["dt"])
-    if dt is not None and not dt > 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    graph = check_graph(source) if isinstance(source, nir.NIRGraph) else read_nir(source)
+    meta = graph.metadata or {}
+    if timesteps is None:
+        timesteps = meta.get("timesteps")
+    if dt is None and "dt" in meta:
+        dt = meta["dt"]
+    if dt is not None:
+        dt, timesteps = check_timing(graph, dt, timesteps)
+    elif timesteps is not None:
+        timesteps = check_timesteps(timesteps, "timesteps (T)")
     inp, out, body, sources = _order(graph)
     if not body:
         raise ValueError("the graph has no layers between its Input and Output")
@@ -250,7 +242,8 @@ def import_nir(source: GraphSource, *, dt: float | None = None,
     if shape is None:
         raise ValueError(f"the Input node {inp!r} has no shape")
     input_shape = _ints(shape)
-    config = _config(graph, input_shape, importer.layers, graph.nodes[out].output_type["output"])
+    config = _config(graph, input_shape, importer.layers, graph.nodes[out].output_type["output"],
+                     timesteps)
     model = SNN(input_shape, graph_nodes(importer.layers, neuron_config("chip")))
     model.to(dtype or torch.get_default_dtype())
     try:

@@ -21,19 +21,20 @@ Lava process leaves the run waiting forever (seen with lava-nc 0.10), so they mu
 
 Every sample is one window; labels and learn flags are preloaded, so one compiled graph serves
 held-out evaluation (learn flag 0) and the learning stream (flag 1) without host calls. Weights
-are read back at the end (``Var.get`` sends one element per message: ~30 s per million). Every
-start and stop of the graph goes through :func:`running`.
+are read back at the end (``Var.get`` sends one element per message: ~30 s per million). The
+graph is used in a ``with`` block, a :class:`~hw_targets.lava_runtime.LavaSession` (signals,
+stop on every exit, no processes or /dev/shm segments left), like the inference graph.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from hw_targets import lava_compat
+from hw_targets.lava_runtime import LavaSession
 
 from ..emulator import LIFState
 from ..graph import INPUT
@@ -388,7 +389,7 @@ def _rule(dw: str, window: int, seed: int) -> Loihi3FLearningRule:
 
 class LavaLearningGraph:
     """The learning graph of ``plan`` for encoded inputs [samples, n_in] with labels and learn
-    flags. Run it with :meth:`run` inside :func:`running`."""
+    flags. Run it with :meth:`run` inside ``with graph:`` (a LavaSession)."""
 
     def __init__(self, plan: LearningPlan, payload: np.ndarray, labels: np.ndarray,
                  learn: np.ndarray, neuron_counts: bool = False) -> None:
@@ -541,15 +542,9 @@ class LavaLearningGraph:
     def _proc(self, name: str):
         return self.relays.get(name) or self.neurons[name]
 
+    def __enter__(self) -> "LavaLearningGraph":
+        self._session = LavaSession(self.anchor).__enter__()
+        return self
 
-@contextlib.contextmanager
-def running(graph: LavaLearningGraph) -> Iterator[LavaLearningGraph]:
-    """The one place the learning graph starts and stops: Lava is stopped on every exit
-    (errors and Ctrl-C included) once it has started."""
-    try:
-        yield graph
-    finally:
-        try:
-            graph.anchor.stop()
-        except Exception:  # noqa: BLE001 -- never started, or already down: nothing to stop
-            pass
+    def __exit__(self, *exc) -> None:
+        self._session.__exit__(*exc)

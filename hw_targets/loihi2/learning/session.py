@@ -71,7 +71,7 @@ def run_plan(plan: LearningPlan, images: np.ndarray, labels: np.ndarray, learn: 
     graph = lava_graph.LavaLearningGraph(plan, plan.chip.encode(images), labels, learn,
                                          record_neurons)
     timing = {}
-    with lava_graph.running(graph):
+    with graph:
         sync = _resync(plan, graph)
         chunk = plan.options.resync_every if sync else 50
         # the first window alone: it compiles and starts the processes
