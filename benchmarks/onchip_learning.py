@@ -2,7 +2,8 @@
 task and speed, written as JSON (figures and commands: benchmarks/RESULTS.md).
 
     python benchmarks/onchip_learning.py zoo.nir -o benchmarks/results/onchip_learning.json \
-        [--sections fidelity,sequence,bitexact,task,speed] [--lava-task] [--stream 1000 --heldout 2000]
+        [--sections fidelity,sequence,bitexact,task,task_lava,speed] [--stream 1000 --heldout 2000] \
+        [--lava-runs fixed:1000:2000,float:1000:2000]
 
 ``zoo.nir``: ``neuroratebp export models/fmnist_convnet.pt --to nir -o zoo.nir``.
 - fidelity: one learning window from the same start vs the torch rate-BP SGD step (the NIR
@@ -13,13 +14,15 @@ task and speed, written as JSON (figures and commands: benchmarks/RESULTS.md).
 - bitexact: Lava fixed_pt vs the emulator over a learning stream on a small net.
 - task: the zoo model meets inverted-contrast Fashion-MNIST and learns from a stream of
   training images; accuracy on held-out test images before and after, in the same simulation,
-  beside the same adaptation by rate-BP in torch at the same learning rates.
+  beside the same adaptation by rate-BP in torch at the same learning rates (emulator: the
+  whole task; task_lava: Lava on the sizes given, each beside torch at those sizes).
 - speed: learning samples per second of the emulator's learning head and of Lava.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -109,7 +112,7 @@ def sequence(graph, x, y, layers, lr, n: int = 20) -> dict:
     out = {"windows": n, "lr": lr}
     ref = sgd_sequence(graph, x[:n], y[:n], rates, plan.timesteps)
     for backend in ("emulator", "lava"):
-        run, _ = run_plan(plan, x[:n], y[:n], np.ones(n, bool), backend)
+        run, timing = run_plan(plan, x[:n], y[:n], np.ones(n, bool), backend)
         res = {}
         for name in layers:
             layer = plan.layer(name)
@@ -120,7 +123,8 @@ def sequence(graph, x, y, layers, lr, n: int = 20) -> dict:
                          "max_abs_difference": float(np.abs(got - ref[name]).max()),
                          "relative_to_change": float(np.abs(got - ref[name]).max() / change)}
         out[backend] = res
-        print("sequence", backend, res, file=sys.stderr)
+        out[f"{backend}_timing"] = timing
+        print("sequence", backend, res, timing, file=sys.stderr)
     return out
 
 
@@ -167,52 +171,72 @@ def torch_adaptation(graph, stream, heldout, lr: dict) -> dict:
             "seconds_per_sample": seconds / len(stream[0])}
 
 
-def task(graph, lr: dict, stream: int, heldout: int, lava: bool, lava_stream: int,
-         lava_heldout: int) -> dict:
+def _task_run(graph, lr: dict, backend: str, precision: str, stream, heldout, ref: dict,
+              frozen=None) -> dict:
+    layers = tuple(lr)
+    start = time.perf_counter()
+    r = learn(graph, stream, heldout, LearnOptions(layers, lr), backend, precision,
+              frozen=frozen).report
+    out = {"accuracy_before": r["accuracy_before"], "accuracy_after": r["accuracy_after"],
+           "gain": r["gain"], "gain_vs_torch": r["gain"] / ref["gain"] if ref["gain"] else None,
+           "stream": len(stream[0]), "heldout": len(heldout[0]), "windows": r["samples"],
+           "seconds_total": time.perf_counter() - start,
+           "seconds_per_sample": r["seconds_per_sample"],
+           **{k: r[k] for k in ("startup_seconds", "readback_seconds") if k in r},
+           "layers": {n: {k: v[k] for k in ("lr", "achieved_lr", "rule_constant", "trace_impulse",
+                                            "third_factor_gain", "calibrated_gain",
+                                            "third_factors_saturated", "third_factors_zero",
+                                            "mean_update_lsb", "weights_changed", "weights_at_bound")}
+                      for n, v in r["layers"].items()},
+           "feedback": r["feedback"]}
+    print("task", backend, precision, out, file=sys.stderr)
+    return out
+
+
+def task(graph, lr: dict, stream: int, heldout: int) -> dict:
+    """Torch rate-BP and the emulator (both precisions) on the whole task."""
     layers = tuple(lr)
     s, h = load_learning_data("fmnist", (1, 28, 28), stream, heldout, "invert")
     out = {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,
            "heldout": heldout}
     out["torch"] = torch_adaptation(graph, s, h, lr)
     print("task torch", out["torch"], file=sys.stderr)
-    runs = [("emulator", p, s, h) for p in ("fixed", "float")]
-    if lava:
-        ls = (s[0][:lava_stream], s[1][:lava_stream])
-        lh = (h[0][:lava_heldout], h[1][:lava_heldout])
-        runs += [("lava", p, ls, lh) for p in ("fixed", "float")]
-        out["lava_torch"] = torch_adaptation(graph, ls, lh, lr) if (lava_stream, lava_heldout) != (stream, heldout) \
-            else out["torch"]
-    frozen = {}
-    for backend, precision, st, hd in runs:
-        start = time.perf_counter()
-        if backend == "emulator" and precision not in frozen:  # conv layers once per precision
-            plan = make_plan(graph, precision, LearnOptions(layers, lr))
-            frozen[precision] = LearningEmulator(plan).head_inputs(np.concatenate([hd[0], st[0], hd[0]]))
-        result = learn(graph, st, hd, LearnOptions(layers, lr), backend, precision,
-                       frozen=frozen.get(precision) if backend == "emulator" else None)
-        r = result.report
-        ref = out["lava_torch" if backend == "lava" else "torch"]
-        out[f"{backend}_{precision}"] = {
-            "accuracy_before": r["accuracy_before"], "accuracy_after": r["accuracy_after"],
-            "gain": r["gain"], "gain_vs_torch": r["gain"] / ref["gain"] if ref["gain"] else None,
-            "stream": len(st[0]), "heldout": len(hd[0]), "windows": r["samples"],
-            "seconds_total": time.perf_counter() - start,
-            "seconds_per_sample": r["seconds_per_sample"],
-            "layers": {n: {k: v[k] for k in ("rule_constant", "trace_impulse", "third_factor_gain",
-                                               "calibrated_gain", "third_factors_saturated",
-                                               "third_factors_zero", "mean_update_lsb",
-                                               "weights_changed", "weights_at_bound")}
-                       for n, v in r["layers"].items()},
-            "feedback": r["feedback"]}
-        print("task", backend, precision, out[f"{backend}_{precision}"], file=sys.stderr)
+    for precision in ("fixed", "float"):
+        start = time.perf_counter()  # conv layers once per precision, outside the timed head
+        plan = make_plan(graph, precision, LearnOptions(layers, lr))
+        frozen = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0], h[0]]))
+        frozen_seconds = time.perf_counter() - start
+        out[f"emulator_{precision}"] = _task_run(graph, lr, "emulator", precision, s, h,
+                                                 out["torch"], frozen)
+        out[f"emulator_{precision}"]["frozen_layers_seconds"] = frozen_seconds
     return out
 
 
-def speed(graph, lr: dict, n: int) -> dict:
+def task_lava(graph, lr: dict, runs: str, save) -> dict:
+    """The task in Lava, ``runs`` = precision:stream:heldout,... (the first samples of the
+    emulator task's stream and held-out set); each beside torch at the same sizes. ``save(out)``
+    after each run: a long run cut short keeps the finished ones."""
+    out, refs = {"lr": lr, "runs": runs}, {}
+    for spec in runs.split(","):
+        precision, stream, heldout = spec.split(":")
+        stream, heldout = int(stream), int(heldout)
+        s, h = load_learning_data("fmnist", (1, 28, 28), stream, heldout, "invert")
+        if (stream, heldout) not in refs:
+            refs[stream, heldout] = torch_adaptation(graph, s, h, lr)
+            out[f"torch_{stream}_{heldout}"] = refs[stream, heldout]
+            print("task torch", stream, heldout, refs[stream, heldout], file=sys.stderr)
+        out[f"lava_{precision}_{stream}_{heldout}"] = _task_run(graph, lr, "lava", precision, s, h,
+                                                               refs[stream, heldout])
+        save(out)
+    return out
+
+
+def speed(graph, lr: dict, n: int, lava_n: int) -> dict:
     """Learning samples per second: the emulator's learning head (frozen layers precomputed
-    once, batched: reported separately) and Lava (whole graph)."""
+    once, batched: reported separately) and Lava (whole graph; start-up, the first window that
+    compiles, and the weight read-back reported apart from the steady windows)."""
     s, _ = load_learning_data("fmnist", (1, 28, 28), n, 0, "invert")
-    out = {"samples": n}
+    out = {"samples": n, "lava_samples": lava_n}
     for precision in ("fixed", "float"):
         plan = make_plan(graph, precision, LearnOptions(tuple(lr), lr), (s[0][:64], s[1][:64]))
         emu = LearningEmulator(plan)
@@ -225,6 +249,10 @@ def speed(graph, lr: dict, n: int) -> dict:
         out[f"emulator_{precision}"] = {"head_samples_per_second": n / seconds,
                                         "frozen_layers_ms_per_sample": 1e3 * frozen / n}
         print("speed", precision, out[f"emulator_{precision}"], file=sys.stderr)
+        if lava_n:
+            _, timing = run_plan(plan, s[0][:lava_n], s[1][:lava_n], np.ones(lava_n, bool), "lava")
+            out[f"lava_{precision}"] = {**timing, "samples_per_second": 1 / timing["seconds_per_sample"]}
+            print("speed lava", precision, out[f"lava_{precision}"], file=sys.stderr)
     return out
 
 
@@ -236,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fidelity-lr", type=float, default=0.05)
     p.add_argument("--stream", type=int, default=1000)
     p.add_argument("--heldout", type=int, default=2000)
-    p.add_argument("--lava-task", action="store_true", help="also run the task in Lava")
-    p.add_argument("--lava-stream", type=int, default=1000)
-    p.add_argument("--lava-heldout", type=int, default=2000)
+    p.add_argument("--lava-runs", default="fixed:1000:2000,float:1000:2000",
+                   help="task_lava: precision:stream:heldout,...")
     p.add_argument("--speed-samples", type=int, default=1000)
+    p.add_argument("--lava-speed-samples", type=int, default=20)
     p.add_argument("-o", "--output", default="benchmarks/results/onchip_learning.json")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -252,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     x, y = None, None
     if {"fidelity", "sequence"} & set(sections):
         (x, y), _ = load_learning_data("fmnist", (1, 28, 28), 64, 0, "invert")
-    import os
     for name in sections:
         load = os.getloadavg()[0]
         start = time.perf_counter()
@@ -263,10 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "bitexact":
             result[name] = bitexact()
         elif name == "task":
-            result[name] = task(graph, dict.fromkeys(layers, args.lr), args.stream, args.heldout,
-                                args.lava_task, args.lava_stream, args.lava_heldout)
+            result[name] = task(graph, dict.fromkeys(layers, args.lr), args.stream, args.heldout)
+        elif name == "task_lava":
+            def save(partial: dict) -> None:
+                result[name] = partial
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(result, indent=1, default=float))
+            result[name] = task_lava(graph, dict.fromkeys(layers, args.lr), args.lava_runs, save)
         elif name == "speed":
-            result[name] = speed(graph, dict.fromkeys(layers, args.lr), args.speed_samples)
+            result[name] = speed(graph, dict.fromkeys(layers, args.lr), args.speed_samples,
+                                 args.lava_speed_samples)
         else:
             raise SystemExit(f"unknown section {name!r}")
         result[name]["load_average_at_start"] = load
