@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import Any
 
+from .. import plots
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import Normalization, load_dataset
 from ..train import evaluate, resolve_device
@@ -19,13 +20,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N test samples only")
     p.add_argument("--timesteps", "-T", type=int, help="simulation steps (default: the training T)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(ckpt).to(resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(ckpt).to(device)
     config = ckpt["config"]
     table = dict(config.get("data", {}))
     if args.data:
@@ -35,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("the checkpoint records no training timesteps: pass --timesteps T")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be positive, got {args.limit}")
+    if args.plot:
+        plots.require(args.plot, [args.checkpoint])
     data = load_dataset(table)
     test = Normalization.from_table(table, data.train).apply(data).test.head(args.limit)
     result = evaluate(model, test, timesteps)
+    if args.plot:
+        plots.save(plots.eval_report(result, timesteps, device.type), args.plot, [args.checkpoint])
     if args.json:
         print(json.dumps({"accuracy": result.accuracy, "samples": result.samples,
                           "timesteps": timesteps, "firing_rates": result.firing_rates}))

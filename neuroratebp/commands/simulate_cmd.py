@@ -17,6 +17,7 @@ from tqdm import tqdm
 from hw_targets import get_target
 
 from .. import data as datasets
+from .. import plots
 from .check_cmd import add_fixed_point_args
 
 
@@ -33,6 +34,7 @@ def add_parser(subparsers: Any) -> None:
                    help="fmnist, digits, or a directory with Fashion-MNIST idx.gz / CIFAR-10 batches")
     p.add_argument("--limit", type=int, metavar="N", help="first N test samples only")
     add_fixed_point_args(p)
+    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -60,6 +62,8 @@ def load_test_images(name: str, input_shape: tuple[int, ...], limit: int | None
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be positive, got {args.limit}")
+    if args.plot:
+        plots.require(args.plot, [args.model])
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
               disable=args.json) as bar:
         result = target.simulate(graph, images, labels, args.backend, args.precision, bar.update,
                                  exponent=args.exponent, split=args.split)
+    if args.plot:
+        plots.save(plots.simulate_report(result), args.plot, [args.model])
     if args.json:
         print(json.dumps(result))
         return 0
