@@ -145,8 +145,8 @@ def cost_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     and fields added to the benchmark later are carried along, never an error."""
     out = []
     for row in data.get("rows", []):
-        T = _first(row, "T", "timesteps")
-        if not isinstance(row, Mapping) or row.get("method") is None or T is None:
+        T = _first(row, "T", "timesteps") if isinstance(row, Mapping) else None
+        if T is None or row.get("method") is None:
             continue
         out.append({"net": str(row.get("net", "")), "method": str(row["method"]), "T": int(T),
                     "batch": row.get("batch"),
@@ -185,14 +185,19 @@ def _grouped_bars(ax: Axes, groups: Groups, scale: float = 1.0,
     return values
 
 
+def _legend_beside(ax: Axes) -> None:
+    """Legend right of the axes, never over a bar."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def draw_accuracy(ax: Axes, groups: Groups) -> None:
     """Accuracy bars; the y axis starts a little below the lowest bar (the differences are
     tenths of a point) and says where."""
     values = _grouped_bars(ax, groups, 100.0, "{:.2f}")
     low = max(0.0, math.floor(min(values, default=0.0)) - 2.0)
-    ax.set_ylim(low, min(100.0, max(values, default=100.0) + 1.5))
+    ax.set_ylim(low, max(values, default=100.0) + 1.5)
     ax.set_ylabel(f"test accuracy (%), axis from {low:g}")
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_beside(ax)
 
 
 def draw_rates(ax: Axes, rates: Groups) -> None:
@@ -202,7 +207,7 @@ def draw_rates(ax: Axes, rates: Groups) -> None:
                 for layer in layers}
     _grouped_bars(ax, by_layer, 1.0, "{:.3f}")
     ax.set_ylabel("spikes per neuron per step")
-    ax.legend(fontsize=7)
+    _legend_beside(ax)
 
 
 # -- figures ---------------------------------------------------------------------------------
