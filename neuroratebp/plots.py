@@ -30,6 +30,7 @@ COLORS = {"torch": "#1f77b4", "NIR": "#7f7f7f", "Lava floating_pt": "#2ca02c",
           "Lava fixed_pt": "#d62728", "emulator": "#ff7f0e"}
 """One colour per kind of run in every figure, matched by label prefix."""
 METHOD_COLORS = {"bptt": "#1f77b4", "rate_m": "#d62728", "rate_s": "#ff7f0e", "bptt_s": "#17becf"}
+"""Training methods: one colour each in the training-cost and training-curve figures."""
 OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 MIB = 2 ** 20
 INSTALL_HINT = "matplotlib is not installed (pip install 'neuroratebp[plot]')"
@@ -163,9 +164,10 @@ def compact(x: float) -> str:
     return f"{x:g}"
 
 
-def _bar_labels(ax: Axes, bars, fmt: str | Callable[[float], str]) -> None:
+def _bar_labels(ax: Axes, bars, fmt: str | Callable[[float], str], vertical: bool = False) -> None:
     text = fmt if callable(fmt) else fmt.format
-    ax.bar_label(bars, labels=[text(b.get_height()) for b in bars], fontsize=7, padding=1)
+    ax.bar_label(bars, labels=[text(b.get_height()) for b in bars], fontsize=7, padding=2,
+                 rotation=90 if vertical else 0)
 
 
 def _grouped_bars(ax: Axes, groups: Groups, scale: float = 1.0,
@@ -173,13 +175,16 @@ def _grouped_bars(ax: Axes, groups: Groups, scale: float = 1.0,
     """Bars of ``groups[group][label]`` side by side within each group; returns the values."""
     labels = list(dict.fromkeys(label for g in groups.values() for label in g))
     width = 0.8 / max(len(labels), 1)
+    vertical = len(labels) * len(groups) > 12  # narrow bars: labels upright, room above them
+    if vertical:
+        ax.margins(y=0.12)
     values = []
     for i, label in enumerate(labels):
         xs = [k for k, g in enumerate(groups.values()) if g.get(label) is not None]
         ys = [groups[name][label] * scale for name in groups if groups[name].get(label) is not None]
         bars = ax.bar(np.array(xs) + (i - (len(labels) - 1) / 2) * width, ys, width,
                       label=label, color=color(label, i))
-        _bar_labels(ax, bars, fmt)
+        _bar_labels(ax, bars, fmt, vertical)
         values += ys
     ax.set_xticks(range(len(groups)), list(groups))
     return values
@@ -348,7 +353,7 @@ def training_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], title: str 
     """Loss and accuracy per epoch of one or more runs (``metrics.jsonl`` rows)."""
     fig, ax = _figure(1, 2, size=(10.0, 3.6))
     for i, (name, rows) in enumerate(runs.items()):
-        c = color(name, i)
+        c = METHOD_COLORS.get(name, color(name, i))
         epochs = [row.get("epoch", k + 1) for k, row in enumerate(rows)]
         loss = [_first(row, "train_loss", "loss") for row in rows]
         ax[0, 0].plot(epochs, loss, "o-", color=c, label=name)
