@@ -13,6 +13,8 @@ import numpy as np
 
 from hw_targets import get_target
 
+from .. import plots
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("check", help="resources and fixed-point fit on a hardware target",
@@ -24,6 +26,8 @@ def add_parser(subparsers: Any) -> None:
                         "no clipping)")
     add_time_args(p)
     add_fixed_point_args(p)
+    p.add_argument("--plot", metavar="FILE", help="also write cores, neurons and synapses per layer "
+                                                  "as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -58,10 +62,14 @@ def _plain(x: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        plots.require(args.plot, [args.model])
     target = get_target(args.target)
     graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     report = target.check(graph, percentile=args.percentile,
                           exponent=args.exponent, split=args.split)
+    if args.plot:
+        plots.save(plots.resources(report), args.plot, [args.model])
     if args.json:
         print(json.dumps(_plain(report)))
         return 0 if report["fits"] else 1
