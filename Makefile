@@ -1,6 +1,7 @@
 # Two entry points do all set-up on a fresh machine:
 #   make demo   train -> export -> simulate on chip, on a small default
 #   make test   the default (fast) test suite
+#   make notebooks  re-execute notebooks/*.ipynb in place at full settings (figures, numbers)
 # Set-up: a virtual environment in .venv with torch 2.13.0 (CPU build), the project with its
 # extras, lava-nc 0.10.0 / lava-dl 0.6.0 (no-deps: they declare Python < 3.11; their real needs
 # are the project's `lava` extra), the NIR peers snnTorch / Norse / SpikingJelly (the `interop`
@@ -15,14 +16,14 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN ?= runs/demo
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow notebooks clean
 
 setup: $(STAMP) $(FMNIST)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[lava,test,interop]"
+	$(BIN)/pip install --quiet -e ".[lava,plot,test,interop]"
 	$(BIN)/pip install --quiet --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	$(BIN)/pip install --quiet --no-deps norse==1.1.0 spikingjelly==2.0.0
 	touch $@
@@ -45,6 +46,11 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -m slow
+
+# Every number and figure in the notebooks comes from this run (and the benchmarks' JSON files):
+# re-run it after changing the code or re-running a benchmark; tests/test_notebooks.py checks it.
+notebooks: setup
+	$(BIN)/python notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -92,7 +92,7 @@ def peers_in_ours(limit: int, steps: int) -> dict:
                 "samples": limit, "dt": net.dt,
                 "spikes_equal_every_step": all(
                     torch.equal(a.reshape(b.shape).float(), b.float()) for a, b in zip(recorded, spikes)),
-                "firing_rates": [float(s.mean()) for s in spikes],
+                "spike_rates": [float(s.mean()) for s in spikes],
                 "import_agreement": float(np.mean(imported.argmax(1) == native.argmax(1))),
                 "import_max_logit_error": float(np.abs(imported - native).max()),
                 "chip_float_agreement": float(np.mean(emulated.argmax(1) == native.argmax(1))),

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .network import SNN
-from .neuron import StepMode
+from .neuron import LIF, StepMode
 
 METHODS: dict[str, tuple[str, StepMode]] = {
     "rate_m": ("rate", "m"),
@@ -101,3 +101,24 @@ def forward_backward(model: SNN, x: Tensor, target: Tensor, method: str, timeste
     loss = loss_fn(logits, target)
     (loss * grad_scale if grad_scale != 1.0 else loss).backward()
     return StepResult(loss.detach(), logits.detach())
+
+
+def spike_trains(model: SNN, x: Tensor, timesteps: int) -> dict[str, Tensor]:
+    """Every LIF layer's spikes during :func:`infer` on ``x``, ``[T, B, n]`` with each sample's
+    neurons flattened in C order (as NIR and the chip number them), for rasters beside the
+    chip's spikes; the caller picks train/eval mode."""
+    trains: dict[str, Tensor] = {}
+
+    def keep(name: str):
+        def hook(_module, _inputs, out: Tensor) -> None:
+            trains[name] = out.detach().reshape(timesteps, len(x), -1).clone()
+        return hook
+
+    handles = [m.register_forward_hook(keep(name)) for name, m in model.layers.items()
+               if isinstance(m, LIF)]
+    try:
+        infer(model, x, timesteps, "m")
+    finally:
+        for h in handles:
+            h.remove()
+    return trains

@@ -45,8 +45,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "method": "rate_m", "timesteps": 4, "epochs": 1, "batch_size": 128, "optimizer": "sgd",
     "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "grad_scale": "bptt", "seed": 0,
 }
-RUN_FILES = ("last.pt", "model.pt", "metrics.jsonl")
-"""What a run directory holds (``fit`` writes them, atomically)."""
+RUN_FILES = ("last.pt", "model.pt", "metrics.jsonl", "metrics.png")
+"""What a run directory holds (``fit`` and its curves callback write them, atomically)."""
 GRAD_SCALES = ("bptt", "official")
 OPTIMIZERS = ("sgd", "adam")
 EVAL_BATCH = 256

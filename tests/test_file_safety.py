@@ -170,4 +170,4 @@ def test_second_training_run_on_a_busy_directory_is_refused(tmp_path: Path,
         first.wait()
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert [int(r.split('"epoch": ')[1].split(",")[0]) for r in rows] == [1, 2, 3]
-    assert sorted(p.name for p in run.iterdir()) == ["last.pt", "metrics.jsonl", "model.pt"]
+    assert sorted(p.name for p in run.iterdir()) == ["last.pt", "metrics.jsonl", "metrics.png", "model.pt"]

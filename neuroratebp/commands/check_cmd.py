@@ -13,6 +13,8 @@ import numpy as np
 
 from hw_targets import get_target
 
+from .. import plots
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("check", help="resources and fixed-point fit on a hardware target",
@@ -27,6 +29,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--learn", metavar="LAYERS", nargs="?", const="",
                    help="also check on-chip learning of these comma-separated layers (alone: "
                         "every dense layer that can learn)")
+    p.add_argument("--plot", metavar="FILE", help="also write cores, neurons and synapses per layer "
+                                                  "as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -65,11 +69,15 @@ def _plain(x: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        plots.require(args.plot, [args.model])
     target = get_target(args.target)
     learn = None if args.learn is None else [n for n in args.learn.split(",") if n]
     graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     report = target.check(graph, percentile=args.percentile,
                           exponent=args.exponent, split=args.split, learn=learn)
+    if args.plot:
+        plots.save(plots.resources(report), args.plot, [args.model])
     if args.json:
         print(json.dumps(_plain(report)))
         return 0 if report["fits"] else 1

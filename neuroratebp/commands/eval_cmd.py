@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import Any
 
+from .. import plots
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import Normalization, data_table, load_dataset, shaped_like
 from ..limits import timesteps as check_timesteps
@@ -21,6 +22,7 @@ def add_parser(subparsers: Any) -> None:
     add_limit_arg(p)
     p.add_argument("--timesteps", "-T", type=int, help="simulation steps (default: the training T)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -34,11 +36,16 @@ def run(args: argparse.Namespace) -> int:
         timesteps = check_timesteps(config["train"]["timesteps"], "the checkpoint's timesteps")
     else:
         raise ValueError("the checkpoint records no training timesteps: pass --timesteps T")
-    model = model_from_checkpoint(ckpt).to(resolve_device(args.device))
+    if args.plot:
+        plots.require(args.plot, [args.checkpoint])
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(ckpt).to(device)
     table = data_table(config.get("data", {}), args.data)
     data = load_dataset(table)
     test = Normalization.from_table(table, data.train).apply(data).test.head(args.limit)
     result = evaluate(model, shaped_like(test, model.input_shape, table["dataset"]), timesteps)
+    if args.plot:
+        plots.save(plots.eval_report(result, timesteps, device.type), args.plot, [args.checkpoint])
     if args.json:
         print(json.dumps({"accuracy": result.accuracy, "samples": result.samples,
                           "timesteps": timesteps, "spike_rates": result.spike_rates}))

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from hw_targets import get_target
 
 from .. import data as datasets
+from .. import plots
 from ..interchange.export import recorded_data
 from .check_cmd import add_fixed_point_args, add_time_args
 from .options import add_data_arg, add_limit_arg
@@ -35,6 +36,7 @@ def add_parser(subparsers: Any) -> None:
     add_limit_arg(p)
     add_time_args(p)
     add_fixed_point_args(p)
+    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -52,6 +54,8 @@ def load_test_images(data: str | None, input_shape: tuple[int, ...], limit: int 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        plots.require(args.plot, [args.model])
     target = get_target(args.target)
     if args.backend == "lava":
         target.import_lava()
@@ -62,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
               disable=args.json) as bar:
         result = target.simulate(graph, images, labels, args.backend, args.precision, bar.update,
                                  exponent=args.exponent, split=args.split)
+    if args.plot:
+        plots.save(plots.simulate_report(result), args.plot, [args.model])
     if args.json:
         print(json.dumps(result))
         return 0

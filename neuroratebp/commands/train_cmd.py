@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import plots
 from ..config import load_config
 from ..data import data_table
 from ..distributed import process_group_from_env, rank_and_world
@@ -16,8 +17,9 @@ from .options import add_data_arg, add_limit_arg, add_output_arg, integer, posit
 
 DESCRIPTION = """\
 Train an SNN from a run config (models/*.toml); flags override its [train] table.
-Writes OUT/last.pt (resumable), OUT/metrics.jsonl and, at the end, OUT/model.pt; OUT is
-locked while the run lasts. --resume with a larger --epochs extends a finished run.
+Writes OUT/last.pt (resumable), OUT/metrics.jsonl (and its curves, OUT/metrics.png) and,
+at the end, OUT/model.pt; OUT is locked while the run lasts. --resume with a larger --epochs
+extends a finished run.
 
 Data-parallel: torchrun --nproc-per-node N -m neuroratebp train CONFIG ...
 (gloo on CPU, nccl on GPU); --batch-size is then the global batch, rank 0 writes OUT."""
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                      limit_train=args.limit, lr=args.lr, device=device, resume=args.resume,
                      quiet=args.quiet or args.json,
-                     on_epoch=None if args.quiet or args.json else _epoch_line)
+                     on_epoch=plots.curves_on_epoch(out, None if args.quiet or args.json else _epoch_line))
         if rank_and_world()[0] != 0:
             return 0
     train = result.config["train"]
