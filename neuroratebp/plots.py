@@ -33,7 +33,7 @@ COLORS = {"torch": "#1f77b4", "NIR": "#7f7f7f", "Lava floating_pt": "#2ca02c",
 """One colour per kind of run in every figure, matched by label prefix."""
 METHOD_COLORS = {"bptt": "#1f77b4", "rate_m": "#d62728", "rate_s": "#ff7f0e", "bptt_s": "#17becf"}
 """Training methods: one colour each in the training-cost and training-curve figures."""
-OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
 MIB = 2 ** 20
 INSTALL_HINT = "matplotlib is not installed (pip install 'neuroratebp[plot]')"
 
@@ -123,10 +123,11 @@ def _first(row: Mapping[str, Any], *keys: str) -> Any:
     return next((row[k] for k in keys if row.get(k) is not None), None)
 
 
-COST_FIELDS = {"time_s": ("time per iteration", "s", ("time_s", "seconds_per_iteration")),
+COST_FIELDS = {"time_s": ("time per iteration", "s", ("cpu_s", "time_s", "seconds_per_iteration")),
                "peak_bytes": ("peak memory", "MiB", ("peak_bytes",)),
                "saved_bytes": ("saved for backward", "MiB", ("saved_bytes",))}
-"""Measures of the training-cost benchmark: title, unit, JSON keys (older or newer names)."""
+"""Measures of the training-cost benchmark: title, unit, JSON keys in order of preference (the
+process CPU time its tables report where recorded, else wall time; older names last)."""
 
 
 def cost_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -335,6 +336,78 @@ def resources(report: Mapping[str, Any], title: str = "") -> Figure:
                           f"(shared-weight estimate; {totals['cores_expanded']} expanded), "
                           f"{totals['neurons']:,} neurons, {totals['synapses']:,} synapses: {verdict}",
                  fontsize=9)
+    return fig
+
+
+def learning_accuracy(runs: Mapping[str, Mapping[str, float | None]], title: str = "") -> Figure:
+    """On-chip learning: ``runs[source]`` = ``{"accuracy_before", "accuracy_after"}`` on the
+    held-out images of the same simulation (torch's adaptation is one more source)."""
+    groups = {source: {"before learning": r.get("accuracy_before"), "after learning": r.get("accuracy_after")}
+              for source, r in runs.items()}
+    fig, ax = _figure(size=(max(7.0, 1.35 * len(groups) + 2.0), 4.2))
+    draw_accuracy(ax[0, 0], groups)
+    low, high = ax[0, 0].get_ylim()
+    ax[0, 0].set_ylim(low, high + 0.08 * (high - low))  # room for the upright value labels
+    ax[0, 0].tick_params(axis="x", labelsize=7)
+    ax[0, 0].set_title(title or "held-out accuracy before and after learning", fontsize=10)
+    return fig
+
+
+def draw_learning_layers(ax: np.ndarray, layers: Mapping[str, Mapping[str, Any]]) -> None:
+    """Two axes: the mean update per window in weight steps (LSBs, fixed point; below 1 only the
+    expectation follows SGD), and the fractions of third factors saturated or zero, weights
+    changed and weights at the 8-bit bounds."""
+    names = list(layers)
+    sizes = {n: {"mean update (LSB)": layers[n].get("mean_update_lsb")} for n in names}
+    if any(v["mean update (LSB)"] is not None for v in sizes.values()):
+        _grouped_bars(ax[0], sizes, 1.0, "{:.3g}")
+        ax[0].axhline(1.0, color="black", lw=0.8, ls="--")
+        ax[0].set_yscale("log")
+        ax[0].set_ylabel("weight steps per window (1 = one LSB)")
+    else:
+        ax[0].text(0.5, 0.5, "floating point: no weight grid", ha="center", va="center",
+                   transform=ax[0].transAxes)
+        ax[0].set_xticks([])
+    fractions = {n: {"third factors saturated": layers[n]["third_factors_saturated"],
+                     "third factors zero": layers[n]["third_factors_zero"],
+                     "weights changed": layers[n]["weights_changed"],
+                     "weights at bounds": layers[n]["weights_at_bound"]} for n in names}
+    _grouped_bars(ax[1], fractions, 100.0, "{:.1f}")
+    ax[1].set_ylabel("% of the layer's")
+    _legend_beside(ax[1])
+
+
+def learning_layers(layers: Mapping[str, Mapping[str, Any]], title: str = "") -> Figure:
+    """A learning report's ``layers``: update sizes and third factors per layer."""
+    fig, ax = _figure(1, 2, size=(11.0, 3.8))
+    draw_learning_layers(ax[0], layers)
+    fig.suptitle(title or "update sizes and third factors per learning layer", fontsize=10)
+    return fig
+
+
+def learning_fidelity(cosines: Groups, title: str = "") -> Figure:
+    """``cosines[layer][setting]``: cosine between the chip's weight change and the torch
+    rate-BP step (1 = same direction)."""
+    fig, ax = _figure(size=(8.0, 3.8))
+    values = _grouped_bars(ax[0, 0], cosines, 1.0, "{:.3f}")
+    low = min(values, default=0.9)
+    ax[0, 0].set_ylim(max(0.0, math.floor(low * 50) / 50 - 0.02), 1.005)
+    ax[0, 0].set_ylabel("cosine with the torch rate-BP step")
+    _legend_beside(ax[0, 0])
+    ax[0, 0].set_title(title or "weight change on the chip vs torch, per layer", fontsize=10)
+    return fig
+
+
+def learn_report(report: Mapping[str, Any]) -> Figure:
+    """``neuroratebp learn --plot``: the report the command prints with ``--json``."""
+    label = source_label(report["backend"], report["precision"])
+    fig, ax = _figure(1, 3, size=(15.0, 3.8))
+    draw_accuracy(ax[0, 0], {label: {"before learning": report["accuracy_before"],
+                                     "after learning": report["accuracy_after"]}})
+    draw_learning_layers(ax[0, 1:], report["layers"])
+    fig.suptitle(f"{label}: learned from {report['learning_samples']:,} samples, held-out accuracy on "
+                 f"{report['heldout_samples']:,}; T={report['timesteps']}, {report['window']} steps "
+                 "per window", fontsize=10)
     return fig
 
 

@@ -57,7 +57,7 @@ def declared(nb: nbformat.NotebookNode) -> dict[str, Any]:
 
 def test_there_are_notebooks() -> None:
     names = [p.name for p in NOTEBOOKS]
-    assert "01_train_to_chip.ipynb" in names and "02_training_cost.ipynb" in names
+    assert {"01_train_to_chip.ipynb", "02_training_cost.ipynb", "03_onchip_learning.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -169,3 +169,25 @@ def test_cost_notebook_shows_the_benchmark_json() -> None:
     assert {row["method"] for row in s["cost"]["rows"]} >= {"bptt", "rate_m", "rate_s"}
     history = s["training"]["history"]
     assert set(history) == {"rate_m", "bptt"} and len({len(h) for h in history.values()}) == 1
+
+
+def test_learning_notebook_shows_the_benchmarked_numbers() -> None:
+    """03 draws benchmarks/onchip_learning.py's records as they are now, and its own run of the
+    demo task (committed at the benchmark's sizes) equals the benchmark's emulator record."""
+    s = summary(nbformat.read(ROOT / "notebooks" / "03_onchip_learning.ipynb", as_version=4))
+    bench = json.loads((RESULTS / "onchip_learning.json").read_text())
+    lava = json.loads((RESULTS / "onchip_learning_lava.json").read_text())["task_lava"]
+    assert s["live_equals_benchmark"] is True
+    live, task = s["live"], bench["task"]
+    assert (live["learning_samples"], live["heldout_samples"]) == (task["stream"], task["heldout"])
+    recorded = task[f"{live['backend']}_{live['precision']}"]
+    assert (live["accuracy_before"], live["accuracy_after"]) == (recorded["accuracy_before"], recorded["accuracy_after"])
+    records = [task["torch"], task["emulator_fixed"], task["emulator_float"],
+               *(v for k, v in lava.items() if k.startswith(("torch_", "lava_")))]
+    shown = [(r["accuracy_before"], r["accuracy_after"]) for r in s["task"].values()]
+    assert sorted(shown) == sorted((r["accuracy_before"], r["accuracy_after"]) for r in records)
+    fid = bench["fidelity"]
+    for layer, cos in s["fidelity"].items():
+        assert cos["fixed, mean of 16"] == fid["fixed"][layer]["mean_of_repeats"]
+        assert cos["float, kappa exact"] == fid["float"]["exact"][layer]["mean"]
+    assert s["update_lsb"] == {n: v["mean_update_lsb"] for n, v in task["emulator_fixed"]["layers"].items()}

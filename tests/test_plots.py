@@ -103,7 +103,7 @@ def test_spike_trains_give_the_spike_rates_evaluate_reports(tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("plots") / "run"
-    rc, _ = run_cli("train", str(ROOT / "models" / "digits_mlp.toml"), "--epochs", "2", "--out", str(out), "--quiet")
+    rc, _ = run_cli("train", str(ROOT / "models" / "digits_mlp.toml"), "--epochs", "2", "-o", str(out), "--quiet")
     assert rc == 0
     return out
 
@@ -113,12 +113,13 @@ def test_train_draws_metrics_png_beside_metrics_jsonl(digits_run: Path) -> None:
     assert len(plots.read_metrics(digits_run / "metrics.jsonl")) == 2
 
 
-def test_eval_check_simulate_write_figures(digits_run: Path) -> None:
+def test_eval_check_simulate_learn_write_figures(digits_run: Path) -> None:
     model, nir_file = digits_run / "model.pt", digits_run / "model.nir"
     assert run_cli("export", str(model), "--to", "nir", "-o", str(nir_file))[0] == 0
     commands = {"eval.png": ("eval", str(model)),
                 "check.png": ("check", str(nir_file)),
-                "simulate.png": ("simulate", str(nir_file), "--data", "digits", "--limit", "50")}
+                "simulate.png": ("simulate", str(nir_file), "--data", "digits", "--limit", "50"),
+                "learn.png": ("learn", str(nir_file), "--data", "digits", "--limit", "8", "--heldout", "8")}
     for name, args in commands.items():
         rc, _ = run_cli(*args, "--plot", str(digits_run / "figs" / name), "--json")
         assert rc == 0 and (digits_run / "figs" / name).read_bytes().startswith(PNG), name

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from hw_targets import get_target
 
+from .. import plots
 from ..files import refuse_overwrite
 from ..interchange import write_nir
 from ..interchange.export import recorded_data
@@ -70,6 +71,8 @@ def add_parser(subparsers: Any) -> None:
     add_time_args(p)
     add_fixed_point_args(p)
     add_output_arg(p, "write the learned network as NIR")
+    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE (accuracy "
+                   "before/after, update sizes and third factors per layer)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -121,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         target.import_lava()
     if args.output:
         refuse_overwrite(args.output, [args.model])
+    if args.plot:
+        plots.require(args.plot, [args.model, *([args.output] if args.output else [])])
     graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     learning = target.learning()
     net, _, _ = target.compile_graph(graph, "float")
@@ -142,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         write_nir(result.graph, args.output)
         report["output"] = str(args.output)
+    if args.plot:
+        plots.save(plots.learn_report(report), args.plot, [args.model])
     if args.json:
         print(json.dumps(report))
         return 0
