@@ -61,8 +61,8 @@ class Randoms:
         return self.x[2 * step], self.y[2 * step], self.w[epoch]
 
 
-DECAY = float(np.exp(-1 / np.array([TRACE_TAU], float))[0])
-"""Per-step trace decay factor, computed as Lava computes it."""
+DECAY = {precision: float(np.exp(-1 / np.array([tau], float))[0]) for precision, tau in TRACE_TAU.items()}
+"""Per-step trace decay factor per precision, computed as Lava computes it (1.0 in float)."""
 
 
 def decay(trace: np.ndarray, steps: int, random: float | None) -> np.ndarray:
@@ -70,8 +70,9 @@ def decay(trace: np.ndarray, steps: int, random: float | None) -> np.ndarray:
     Fixed point uses one random number for every step of the epoch, so once a step leaves the
     values unchanged, so do the remaining ones."""
     t = np.asarray(trace, float if random is None else np.int64)
+    factor = DECAY["float" if random is None else "fixed"]
     for _ in range(steps):
-        v = DECAY * t
+        v = factor * t
         if random is None:
             t = v
             continue

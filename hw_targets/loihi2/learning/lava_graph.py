@@ -379,11 +379,12 @@ for _precision, _cls in LEARNING_MODELS.items():
 
 
 # -- the graph -----------------------------------------------------------------------------------
-def _rule(dw: str, window: int, seed: int) -> Loihi3FLearningRule:
-    """One epoch per window; every trace with decay constant TRACE_TAU (Loihi3F fixes its post
-    traces' at 2^16 - 1 in the constructor: set through the rule's own setters)."""
-    rule = Loihi3FLearningRule(dw=dw, x1_impulse=0, x1_tau=TRACE_TAU, t_epoch=window, rng_seed=seed)
-    rule.y1_tau = rule.y2_tau = rule.y3_tau = TRACE_TAU
+def _rule(dw: str, window: int, seed: int, precision: str) -> Loihi3FLearningRule:
+    """One epoch per window; every trace with the precision's decay constant TRACE_TAU (Loihi3F
+    fixes its post traces' at 2^16 - 1 in the constructor: set through the rule's own setters)."""
+    tau = TRACE_TAU[precision]
+    rule = Loihi3FLearningRule(dw=dw, x1_impulse=0, x1_tau=tau, t_epoch=window, rng_seed=seed)
+    rule.y1_tau = rule.y2_tau = rule.y3_tau = tau
     return rule
 
 
@@ -456,7 +457,8 @@ class LavaLearningGraph:
             if h.learned:
                 fb = LearningDense(weights=np.asarray(h.feedback, float), weight_exp=0,
                                    num_message_bits=8, graded_spike_cfg=GradedSpikeCfg.OVERWRITE,
-                                   learning_rule=_rule(readout_layer.feedback_rule(), W, opts.seed),
+                                   learning_rule=_rule(readout_layer.feedback_rule(), W, opts.seed,
+                                                     plan.precision),
                                    sparse_update={"x_offset": ERROR_OFFSET, "y": [0]},
                                    name=f"{h.name}.feedback")
                 self.neurons[h.name].y1_out.connect(fb.s_in_y1)
@@ -500,7 +502,7 @@ class LavaLearningGraph:
             pre = self.neurons[layer.pre]
         proc = LearningDense(weights=np.asarray(layer.weights, float), weight_exp=int(layer.weight_exp),
                              num_message_bits=8, graded_spike_cfg=GradedSpikeCfg.OVERWRITE,
-                             learning_rule=_rule(layer.rule(), W, plan.options.seed),
+                             learning_rule=_rule(layer.rule(), W, plan.options.seed, plan.precision),
                              sparse_update={"x_offset": COUNT_OFFSET, "y": [1, 2]}, name=layer.name)
         pre.s_out.connect(proc.s_in)
         proc.a_out.connect(self.neurons[post].a_in)

@@ -59,13 +59,18 @@ ERROR_OFFSET = 64
 ERROR_LEVELS = 63
 """|e_q| when the error also drives a feedback synapse: 64 + e_q must fit the 7-bit trace."""
 DELTA_LEVELS = 127
-TRACE_TAU = 2 ** 24
-"""Decay constant of every trace (x1 and the post traces y1..y3). Traces restart every window, so
-decay is only an error source here, and mostly a simulator one: Lava decays a trace from its
-epoch-end value over the whole epoch (the count spike is one step old, the decay W steps long).
-At Lava's own post-trace default (2^16 - 1) the fixed-point traces lost W steps in ~x/65535 of
-the epochs: the feedback copy drifted from W_out^T by a weight step in a third of its entries
-over 1,000 samples of the zoo task. Chip range: unverified."""
+TRACE_TAU = {"fixed": 2 ** 24, "float": 2 ** 60}
+"""Decay constant of every trace (x1 and the post traces y1..y3), per precision. Traces restart
+every window, so decay is only an error source here, and mostly a simulator one: Lava decays a
+trace from its epoch-end value over the whole epoch (the count spike is one step old, the decay W
+steps long). Fixed point: at Lava's own post-trace default (2^16 - 1) the traces lost W steps in
+~x/65535 of the epochs: the feedback copy drifted from W_out^T by a weight step in a third of its
+entries over 1,000 samples of the zoo task; chip range unverified. Floating point: 2^60, where
+exp(-1/tau) is 1.0 in float64, so traces do not decay (tau = 0 would mean that, but leaves Lava's
+float trace history NaN). At 2^24 every float factor shrank by W/2^24, which is no longer a
+relative error after the offsets: a silent input's x1 - 1 became -W/2^24 instead of 0 and the
+feedback's x1 - 64 lost 64 W/2^24, so the learned feedback drifted from W_out^T by the same
+amount every window and fc1 after 20 zoo windows differed from torch by 1.04e-3 of its change."""
 MANTISSA_BITS = SPEC["learning.scale_mantissa_bits"]
 MANTISSA_MAX = 2 ** (MANTISSA_BITS - 1) - 1
 EXPONENT_RANGE = (SPEC["learning.scale_exp_min"], SPEC["learning.scale_exp_max"])

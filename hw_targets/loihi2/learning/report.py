@@ -189,7 +189,7 @@ def mapping(plan: LearningPlan) -> list[dict]:
          LAVA_LEARNING + f"; {BRIEF}: programmable three-factor learning rules"),
         ("pre trace set by a graded count spike (GradedSpikeCfg.OVERWRITE)", "learning engine",
          f"{LAVA_CONSTANTS} GradedSpikeCfg ('determine hardware behavior')"),
-        (f"trace decay tau = {TRACE_TAU}", "learning engine",
+        (f"trace decay tau = {TRACE_TAU[plan.precision]}", "learning engine",
          f"Lava's Loihi3FLearningRule uses this tau for post traces; chip range {UNVERIFIED}"),
         ("gating to T steps, spike count, count spike", "neuron microcode",
          f"{BRIEF}: programmable neuron models, graded spikes; {UNVERIFIED} as a program"),
