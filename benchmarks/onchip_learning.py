@@ -193,15 +193,15 @@ def _task_run(graph, lr: dict, backend: str, precision: str, stream, heldout, re
     return out
 
 
-def task(graph, lr: dict, stream: int, heldout: int) -> dict:
-    """Torch rate-BP and the emulator (both precisions) on the whole task."""
+def task(graph, lr: dict, stream: int, heldout: int, precisions: tuple[str, ...] = ("fixed", "float")) -> dict:
+    """Torch rate-BP and the emulator (in ``precisions``) on the whole task."""
     layers = tuple(lr)
     s, h = load_learning_data("fmnist", (1, 28, 28), stream, heldout, "invert")
     out = {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,
            "heldout": heldout}
     out["torch"] = torch_adaptation(graph, s, h, lr)
     print("task torch", out["torch"], file=sys.stderr)
-    for precision in ("fixed", "float"):
+    for precision in precisions:
         start = time.perf_counter()  # conv layers once per precision, outside the timed head
         plan = make_plan(graph, precision, LearnOptions(layers, lr))
         frozen = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0], h[0]]))
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fidelity-lr", type=float, default=0.05)
     p.add_argument("--stream", type=int, default=1000)
     p.add_argument("--heldout", type=int, default=2000)
+    p.add_argument("--task-precisions", default="fixed,float",
+                   help="task: emulator precisions to run (records of the others are kept)")
     p.add_argument("--lava-runs", default="fixed:1000:2000,float:1000:2000",
                    help="task_lava: precision:stream:heldout,...")
     p.add_argument("--speed-samples", type=int, default=1000)
@@ -290,13 +292,23 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "bitexact":
             result[name] = bitexact()
         elif name == "task":
-            result[name] = task(graph, dict.fromkeys(layers, args.lr), args.stream, args.heldout)
+            kept = result.get(name, {})  # other precisions' records of the same task stay
+            if (kept.get("stream"), kept.get("heldout"), kept.get("lr")) != \
+                    (args.stream, args.heldout, dict.fromkeys(layers, args.lr)):
+                kept = {}
+            result[name] = {**kept, **task(graph, dict.fromkeys(layers, args.lr), args.stream,
+                                           args.heldout, tuple(args.task_precisions.split(",")))}
         elif name == "task_lava":
+            kept = result.get(name, {})  # runs of other sizes and precisions stay
+            runs = ",".join(dict.fromkeys(r for r in [*kept.get("runs", "").split(","),
+                                                       *args.lava_runs.split(",")] if r))
+
             def save(partial: dict) -> None:
-                result[name] = partial
+                result[name] = {**kept, **partial, "runs": runs}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(result, indent=1, default=float))
-            result[name] = task_lava(graph, dict.fromkeys(layers, args.lr), args.lava_runs, save)
+            result[name] = {**kept, **task_lava(graph, dict.fromkeys(layers, args.lr), args.lava_runs, save),
+                            "runs": runs}
         elif name == "speed":
             result[name] = speed(graph, dict.fromkeys(layers, args.lr), args.speed_samples,
                                  args.lava_speed_samples)
