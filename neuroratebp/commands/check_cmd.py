@@ -14,6 +14,7 @@ import numpy as np
 from hw_targets import get_target
 
 from .. import plots
+from .options import add_plot_arg
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,8 +30,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--learn", metavar="LAYERS", nargs="?", const="",
                    help="also check on-chip learning of these comma-separated layers (alone: "
                         "every dense layer that can learn)")
-    p.add_argument("--plot", metavar="FILE", help="also write cores, neurons and synapses per layer "
-                                                  "as PNG to FILE")
+    add_plot_arg(p, "cores, neurons and synapses per layer")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 

@@ -10,7 +10,7 @@ from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import Normalization, data_table, load_dataset, shaped_like
 from ..limits import timesteps as check_timesteps
 from ..train import evaluate, resolve_device
-from .options import add_data_arg, add_limit_arg
+from .options import add_data_arg, add_limit_arg, add_plot_arg
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers: Any) -> None:
     add_limit_arg(p)
     p.add_argument("--timesteps", "-T", type=int, help="simulation steps (default: the training T)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
+    add_plot_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

@@ -24,7 +24,7 @@ from ..interchange import write_nir
 from ..interchange.export import recorded_data
 from ..data import data_table
 from .check_cmd import MARKS, _plain, add_fixed_point_args, add_time_args
-from .options import add_data_arg, add_output_arg, integer
+from .options import add_data_arg, add_output_arg, add_plot_arg, integer
 from .simulate_cmd import load_test_images
 
 SHIFTS = ("none", "invert")
@@ -71,8 +71,7 @@ def add_parser(subparsers: Any) -> None:
     add_time_args(p)
     add_fixed_point_args(p)
     add_output_arg(p, "write the learned network as NIR")
-    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE (accuracy "
-                   "before/after, update sizes and third factors per layer)")
+    add_plot_arg(p, "accuracy before/after, update sizes and third factors per layer")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -124,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
         target.import_lava()
     if args.output:
         refuse_overwrite(args.output, [args.model])
+    inputs = [args.model, *([args.output] if args.output else [])]
     if args.plot:
-        plots.require(args.plot, [args.model, *([args.output] if args.output else [])])
+        plots.require(args.plot, inputs)
     graph = target.with_time(target.load_graph(args.model), args.dt, args.timesteps)
     learning = target.learning()
     net, _, _ = target.compile_graph(graph, "float")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         write_nir(result.graph, args.output)
         report["output"] = str(args.output)
     if args.plot:
-        plots.save(plots.learn_report(report), args.plot, [args.model])
+        plots.save(plots.learn_report(report), args.plot, inputs)
     if args.json:
         print(json.dumps(report))
         return 0

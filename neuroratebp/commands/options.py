@@ -47,3 +47,7 @@ def add_limit_arg(p: argparse.ArgumentParser) -> None:
 
 def add_output_arg(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("-o", "--output", type=Path, help=help)
+
+
+def add_plot_arg(p: argparse.ArgumentParser, what: str = "the figures") -> None:
+    p.add_argument("--plot", metavar="FILE", help=f"also write {what} as PNG to FILE")

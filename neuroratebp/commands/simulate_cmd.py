@@ -20,7 +20,7 @@ from .. import data as datasets
 from .. import plots
 from ..interchange.export import recorded_data
 from .check_cmd import add_fixed_point_args, add_time_args
-from .options import add_data_arg, add_limit_arg
+from .options import add_data_arg, add_limit_arg, add_plot_arg
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
     add_limit_arg(p)
     add_time_args(p)
     add_fixed_point_args(p)
-    p.add_argument("--plot", metavar="FILE", help="also write the figures as PNG to FILE")
+    add_plot_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
