@@ -11,7 +11,7 @@ import pytest
 from hw_targets.loihi2 import examples as ex
 from hw_targets.loihi2.learning import LearnOptions, make_plan
 from hw_targets.loihi2.learning.emulator import LearningEmulator
-from hw_targets.loihi2.learning.engine import Stream, decay, update_table
+from hw_targets.loihi2.learning.engine import Stream, decay, weight_steps
 from hw_targets.loihi2.learning.plan import PRODUCT_SHIFT, choose_rate
 from hw_targets.loihi2.learning.session import schedule
 from cli_run import run_cli
@@ -123,14 +123,14 @@ def test_engine_random_streams_and_decay():
     assert decay(np.array([127, 3]), 12, 0.0).tolist() == [127, 3]
     assert decay(np.array([127]), 12, 1 - 1e-7).tolist() == [115]  # x/tau > 1 - r: -1 per step
     assert decay(np.array([1.0, 64.0, 127.0]), 63, None).tolist() == [1.0, 64.0, 127.0]  # float: none
-    # update table of dw = -1 * 2^-7 * q: ((-q) >> 3) << 0 in 1/128 of a weight step, then
-    # rounding at the step with one random number (0.5 here)
-    table = update_table(-1, -7, 0.5, 640)
-    assert table[640 + 640] == -1  # -80/128 = -0.625: floor -1, fraction 0.375 < 0.5: stays
-    assert table[640 - 640] == 1  # +80/128: floor 0, fraction 0.625 > 0.5: rounds up
-    assert table[640 + 512] == -1  # exactly -0.5: the fraction must exceed the random number
-    assert table[640 + 64] == 0  # -8/128: rounds up to 0
-    assert table[640 - 7] == 0 and table[640 + 7] == 0  # products below 8 truncate ((-7) >> 3 = -1)
+    # dw = -1 * 2^-7 * q: ((-q) >> 3) << 0 in 1/128 of a weight step, then rounding at the
+    # step with one random number (0.5 here)
+    changes = weight_steps(np.array([640, -640, 512, 64, -7, 7, 0]), -1, -7, 0.5)
+    # -80/128 = -0.625: floor -1, fraction 0.375 < 0.5 stays; +80/128: floor 0, fraction 0.625
+    # rounds up; exactly -0.5: the fraction must exceed the random number; -8/128 rounds up to
+    # 0; products below 8 truncate ((-7) >> 3 = -1, rounds up to 0); 0 changes nothing
+    assert changes.tolist() == [-1, 1, -1, 0, 0, 0, 0]
+    assert weight_steps(np.array([0]), -1, -7, 0.0).tolist() == [0]  # even with random 0
 
 
 @pytest.mark.parametrize("layer, reason", [("conv0", "convolution"), ("fc0", "graded input")],

@@ -78,12 +78,17 @@ class LIFState:
             self.v = self.v * (1 - p.dv) + self.u + self.bias
             return self.v
         u = _decay(self.u, int(p.du) + 1) + (a << 6)
-        wrapped = np.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
-        wrapped = np.where(wrapped <= -UV_LIMIT, u + 2 * UV_LIMIT, wrapped)
-        v = _decay(self.v, int(p.dv)) + wrapped + self.bias
-        clipped = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
-        self.saturated += int(np.count_nonzero(wrapped != u) + np.count_nonzero(clipped != v))
-        self.u, self.v = wrapped, clipped
+        if u.max(initial=0) > UV_LIMIT or u.min(initial=0) <= -UV_LIMIT:  # rare: wrap 24-bit u
+            wrapped = np.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
+            wrapped = np.where(wrapped <= -UV_LIMIT, u + 2 * UV_LIMIT, wrapped)
+            self.saturated += int(np.count_nonzero(wrapped != u))
+            u = wrapped
+        v = _decay(self.v, int(p.dv)) + u + self.bias
+        if v.max(initial=0) >= UV_LIMIT or v.min(initial=0) <= -UV_LIMIT:  # rare: saturate v
+            clipped = np.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+            self.saturated += int(np.count_nonzero(clipped != v))
+            v = clipped
+        self.u, self.v = u, v
         return self.v
 
     def fire(self) -> np.ndarray:

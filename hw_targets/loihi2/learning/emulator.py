@@ -88,6 +88,12 @@ class _Head:
     """Per static pre population: activity [S, T, n] (spikes or pooled counts)."""
     frozen: dict[str, np.ndarray]
     """Per head population: summed input [S, T, n] from frozen groups of static sources."""
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per static pre population: activity summed over the window [S, n] (what x1 carries)."""
+
+    def __post_init__(self) -> None:
+        self.counts = {name: a.sum(axis=1, dtype=np.int32 if a.dtype.kind in "bui" else a.dtype)
+                       for name, a in self.pre.items()}
 
 
 class LearningEmulator:
@@ -172,7 +178,7 @@ class LearningEmulator:
         b = len(idx)
         out: dict = {"counts": {}, "kappa": {}, "spikes": {}}
         for name, layer in self.static_pre.items():
-            out["counts"][name] = head.pre[name][idx].sum(axis=1).astype(float)
+            out["counts"][name] = head.counts[name][idx].astype(float)
         for name in self.hidden:
             pop = self.pops[name]
             layer = self.layer_of[name]

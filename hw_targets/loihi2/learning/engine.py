@@ -21,6 +21,7 @@ every LearningDense of a graph rounds with the same numbers.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import blas
 
 from .plan import SPEC, PRODUCT_SHIFT, TRACE_BITS, TRACE_TAU
 
@@ -83,10 +84,10 @@ def decay(trace: np.ndarray, steps: int, random: float | None) -> np.ndarray:
     return t
 
 
-def update_table(sign_mantissa: int, exponent: int, random: float, span: int) -> np.ndarray:
-    """Weight change (integer steps, before the 8-bit clip) for every product ``f * y`` of two
-    clipped trace factors in [-span, span]: ``change = table[f * y + span]``."""
-    q = np.arange(-span, span + 1, dtype=np.int64)
+def weight_steps(products: np.ndarray, sign_mantissa: int, exponent: int, random: float) -> np.ndarray:
+    """Weight change (integer steps, before the 8-bit clip) of each product ``f * y`` of two
+    clipped trace factors: the accumulator arithmetic, then rounding with the epoch's number."""
+    q = np.asarray(products, np.int64)
     acc = ((q * sign_mantissa) >> PRODUCT_SHIFT) << (exponent + WEIGHT_SHIFT)
     acc = np.clip(acc, -(2 ** ACC_BITS) - 1, 2 ** ACC_BITS - 1)
     low = acc & (2 ** WEIGHT_SHIFT - 1)
@@ -142,24 +143,29 @@ class LearningSynapse:
             f = decay(x1, steps, None) - self.offset
             yd = decay(np.maximum(y, 0), steps, None) - decay(np.maximum(-y, 0), steps, None)
             c = self.sign_mantissa * 2.0 ** self.exponent
-            cols = np.flatnonzero(f)
-            if cols.size and np.any(yd):
-                self.matrix_t[cols] += c * np.outer(f[cols], yd)
+            if np.any(f) and np.any(yd):  # rank-1 update in place ([post, pre] column-major view)
+                blas.dger(c, yd, f, a=self.matrix_t.T, overwrite_a=True)
             return
         rx, ry, rw = self.randoms.at(step, epoch)
-        f = np.clip(decay(np.asarray(x1, np.int64), steps, rx) - self.offset, FACTOR_MIN, FACTOR_MAX)
+        # decay is element-wise with one random number per epoch, and a pre trace takes few
+        # values (offset + k * count): decay each value once; y2 and y3 decay alike
+        x1 = np.asarray(x1, np.int64)
+        low = int(x1.min())
+        factor = np.clip(decay(np.arange(low, int(x1.max()) + 1), steps, rx) - self.offset,
+                         FACTOR_MIN, FACTOR_MAX)
         y = np.asarray(y, np.int64)
-        yd = decay(np.maximum(y, 0), steps, ry) - decay(np.maximum(-y, 0), steps, ry)
-        rows, cols = np.flatnonzero(yd), np.flatnonzero(f)
+        yd = np.sign(y) * decay(np.abs(y), steps, ry)
+        which = x1 - low
+        rows, cols = np.flatnonzero(yd), np.flatnonzero(factor[which])
         if not rows.size or not cols.size:
             return
-        span = int(np.abs(f).max() * np.abs(yd).max())
-        table = update_table(self.sign_mantissa, self.exponent, rw, span).astype(self.dtype)
-        # the change depends on f * y only, and an input's f takes few values (k * count): one
-        # row of changes per distinct f, over all post neurons (y = 0 changes nothing)
-        values, which = np.unique(f[cols], return_inverse=True)
-        changes = table[np.multiply.outer(values, yd) + span]
-        block = self.matrix_t[cols]
-        block += changes[which]
-        np.clip(block, WEIGHT_MIN, WEIGHT_MAX, out=block)
-        self.matrix_t[cols] = block
+        # the change depends on f * y only (f * y = 0 changes nothing: a zero accumulator does
+        # not round up): one row of changes per trace value, over the post neurons with y != 0
+        changes = weight_steps(np.multiply.outer(factor, yd[rows]), self.sign_mantissa,
+                               self.exponent, rw).astype(self.dtype)
+        at = (cols[:, None] * self.matrix_t.shape[1] + rows).ravel()
+        flat = self.matrix_t.reshape(-1)
+        block = flat.take(at)
+        block += changes[which[cols]].ravel()
+        np.minimum(np.maximum(block, WEIGHT_MIN, out=block), WEIGHT_MAX, out=block)
+        flat.put(at, block)
