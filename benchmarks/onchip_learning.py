@@ -2,8 +2,8 @@
 task and speed, written as JSON (figures and commands: benchmarks/RESULTS.md).
 
     python benchmarks/onchip_learning.py zoo.nir -o benchmarks/results/onchip_learning.json \
-        [--sections fidelity,sequence,bitexact,task,task_lava,speed] [--stream 1000 --heldout 2000] \
-        [--lava-runs fixed:1000:2000,float:1000:2000]
+        [--sections fidelity,sequence,bitexact,task,orders,task_lava,speed] \
+        [--stream 1000 --heldout 2000] [--orders 8] [--lava-runs fixed:1000:2000,float:1000:2000]
 
 ``zoo.nir``: ``neuroratebp export models/fmnist_convnet.pt --to nir -o zoo.nir``.
 - fidelity: one learning window from the same start vs the torch rate-BP SGD step (the NIR
@@ -16,6 +16,8 @@ task and speed, written as JSON (figures and commands: benchmarks/RESULTS.md).
   training images; accuracy on held-out test images before and after, in the same simulation,
   beside the same adaptation by rate-BP in torch at the same learning rates (emulator: the
   whole task; task_lava: Lava on the sizes given, each beside torch at those sizes).
+- orders: the task with the stream in several orders, torch and the emulator on each; the
+  on-chip gain as a fraction of torch's is the ratio of the mean gains (single runs are chaotic).
 - speed: learning samples per second of the emulator's learning head and of Lava.
 """
 from __future__ import annotations
@@ -204,11 +206,50 @@ def task(graph, lr: dict, stream: int, heldout: int, precisions: tuple[str, ...]
     for precision in precisions:
         start = time.perf_counter()  # conv layers once per precision, outside the timed head
         plan = make_plan(graph, precision, LearnOptions(layers, lr))
-        frozen = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0], h[0]]))
+        frozen = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0]])).take(
+            np.r_[np.arange(heldout + stream), np.arange(heldout)])  # held-out images once
         frozen_seconds = time.perf_counter() - start
         out[f"emulator_{precision}"] = _task_run(graph, lr, "emulator", precision, s, h,
                                                  out["torch"], frozen)
         out[f"emulator_{precision}"]["frozen_layers_seconds"] = frozen_seconds
+    return out
+
+
+def orders(graph, lr: dict, stream: int, heldout: int, count: int,
+           precisions: tuple[str, ...] = ("fixed", "float")) -> dict:
+    """The task with the stream in ``count`` orders (order 0 as loaded, then permutations seeded
+    1, 2, ...): one run's gain moves by several points under any perturbation (torch's own
+    under 1e-12 changes of the weights), so on-chip vs torch is compared as mean gains over
+    the same orders, each order beside torch."""
+    layers = tuple(lr)
+    s, h = load_learning_data("fmnist", (1, 28, 28), stream, heldout, "invert")
+    perms = [np.arange(stream)] + [np.random.default_rng(k).permutation(stream)
+                                   for k in range(1, count)]
+    gains: dict[str, list] = {"torch": []}
+    for perm in perms:
+        gains["torch"].append(torch_adaptation(graph, (s[0][perm], s[1][perm]), h, lr)["gain"])
+        print("orders torch", len(gains["torch"]), gains["torch"][-1], file=sys.stderr)
+    for precision in precisions:
+        plan = make_plan(graph, precision, LearnOptions(layers, lr))
+        head = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0]]))
+        gains[f"emulator_{precision}"] = []
+        for perm in perms:
+            frozen = head.take(np.r_[np.arange(heldout), heldout + perm, np.arange(heldout)])
+            r = learn(graph, (s[0][perm], s[1][perm]), h, LearnOptions(layers, lr), "emulator",
+                      precision, frozen=frozen).report
+            gains[f"emulator_{precision}"].append(r["gain"])
+            print("orders", precision, len(gains[f"emulator_{precision}"]), r["gain"], file=sys.stderr)
+    out = {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,
+           "heldout": heldout, "orders": count}
+    ref = np.array(gains["torch"])
+    for name, g in gains.items():
+        g = np.array(g)
+        out[name] = {"gains": g.tolist(), "mean_gain": float(g.mean()),
+                     "std_gain": float(g.std(ddof=1)) if count > 1 else None,
+                     "sem_gain": float(g.std(ddof=1) / np.sqrt(count)) if count > 1 else None}
+        if name != "torch":
+            out[name]["mean_gain_vs_torch"] = float(g.mean() / ref.mean())
+            out[name]["per_order_ratio"] = (g / ref).tolist()
     return out
 
 
@@ -266,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout", type=int, default=2000)
     p.add_argument("--task-precisions", default="fixed,float",
                    help="task: emulator precisions to run (records of the others are kept)")
+    p.add_argument("--orders", type=int, default=8, help="orders: stream orders to average over")
     p.add_argument("--lava-runs", default="fixed:1000:2000,float:1000:2000",
                    help="task_lava: precision:stream:heldout,...")
     p.add_argument("--speed-samples", type=int, default=1000)
@@ -298,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                 kept = {}
             result[name] = {**kept, **task(graph, dict.fromkeys(layers, args.lr), args.stream,
                                            args.heldout, tuple(args.task_precisions.split(",")))}
+        elif name == "orders":
+            result[name] = orders(graph, dict.fromkeys(layers, args.lr), args.stream,
+                                  args.heldout, args.orders, tuple(args.task_precisions.split(",")))
         elif name == "task_lava":
             kept = result.get(name, {})  # runs of other sizes and precisions stay
             runs = ",".join(dict.fromkeys(r for r in [*kept.get("runs", "").split(","),

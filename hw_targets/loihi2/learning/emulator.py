@@ -95,6 +95,11 @@ class _Head:
         self.counts = {name: a.sum(axis=1, dtype=np.int32 if a.dtype.kind in "bui" else a.dtype)
                        for name, a in self.pre.items()}
 
+    def take(self, order: np.ndarray) -> "_Head":
+        """The same inputs for the samples ``order`` (e.g. a stream in another order)."""
+        return _Head({k: v[order] for k, v in self.pre.items()},
+                     {k: v[order] for k, v in self.frozen.items()})
+
 
 class LearningEmulator:
     """Runs a :class:`LearningPlan` on images; the plan's gains must be calibrated for ``run``."""
