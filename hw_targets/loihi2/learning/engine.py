@@ -72,11 +72,12 @@ def decay(trace: np.ndarray, steps: int, random: float | None) -> np.ndarray:
     values unchanged, so do the remaining ones."""
     t = np.asarray(trace, float if random is None else np.int64)
     factor = DECAY["float" if random is None else "fixed"]
+    if random is None:
+        for _ in range(steps if factor != 1.0 else 0):  # float traces: factor 1.0 (TRACE_TAU)
+            t = factor * t
+        return t
     for _ in range(steps):
         v = factor * t
-        if random is None:
-            t = v
-            continue
         new = (np.floor(v) + (random < v % 1)).astype(np.int64)
         if np.array_equal(new, t):
             break
