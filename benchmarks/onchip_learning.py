@@ -239,17 +239,28 @@ def orders(graph, lr: dict, stream: int, heldout: int, count: int,
                       precision, frozen=frozen).report
             gains[f"emulator_{precision}"].append(r["gain"])
             print("orders", precision, len(gains[f"emulator_{precision}"]), r["gain"], file=sys.stderr)
-    out = {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,
-           "heldout": heldout, "orders": count}
-    ref = np.array(gains["torch"])
+    return {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,
+            "heldout": heldout, "orders": count, **gain_statistics(gains)}
+
+
+def gain_statistics(gains: dict[str, list]) -> dict:
+    """Per source: the gains, their mean, standard deviation and standard error; beside torch
+    (same orders): the ratio of the means, and the paired difference (mean, standard error) that
+    says how well the ratio is known."""
+    out, ref = {}, np.array(gains["torch"])
+    n = len(ref)
+
+    def sem(x: np.ndarray) -> float | None:
+        return float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else None
     for name, g in gains.items():
         g = np.array(g)
         out[name] = {"gains": g.tolist(), "mean_gain": float(g.mean()),
-                     "std_gain": float(g.std(ddof=1)) if count > 1 else None,
-                     "sem_gain": float(g.std(ddof=1) / np.sqrt(count)) if count > 1 else None}
+                     "std_gain": float(g.std(ddof=1)) if n > 1 else None, "sem_gain": sem(g)}
         if name != "torch":
-            out[name]["mean_gain_vs_torch"] = float(g.mean() / ref.mean())
-            out[name]["per_order_ratio"] = (g / ref).tolist()
+            out[name].update({"mean_gain_vs_torch": float(g.mean() / ref.mean()),
+                              "per_order_ratio": (g / ref).tolist(),
+                              "mean_difference": float((g - ref).mean()),
+                              "sem_difference": sem(g - ref)})
     return out
 
 

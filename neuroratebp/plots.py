@@ -353,6 +353,23 @@ def learning_accuracy(runs: Mapping[str, Mapping[str, float | None]], title: str
     return fig
 
 
+def learning_gains(gains: Mapping[str, Sequence[float]], title: str = "") -> Figure:
+    """Gain in held-out accuracy of each run (one dot per stream order, the same orders for
+    every source) and the mean (bar): single runs spread by several points, means compare."""
+    fig, ax = _figure(size=(max(6.0, 1.6 * len(gains) + 2.0), 3.8))
+    a = ax[0, 0]
+    for i, (source, values) in enumerate(gains.items()):
+        v = 100.0 * np.asarray(values, float)
+        bar = a.bar(i, v.mean(), 0.6, color=color(source, i), alpha=0.45)
+        _bar_labels(a, bar, "{:.1f}")
+        a.plot(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", ms=4,
+               color=color(source, i))
+    a.set_xticks(range(len(gains)), list(gains), fontsize=8)
+    a.set_ylabel("gain (points of accuracy)")
+    a.set_title(title or "gain per stream order (dots) and mean (bars)", fontsize=10)
+    return fig
+
+
 def draw_learning_layers(ax: np.ndarray, layers: Mapping[str, Mapping[str, Any]]) -> None:
     """Two axes: the mean update per window in weight steps (LSBs, fixed point; below 1 only the
     expectation follows SGD), and the fractions of third factors saturated or zero, weights

@@ -11,7 +11,7 @@ import pytest
 from hw_targets.loihi2 import examples as ex
 from hw_targets.loihi2.learning import LearnOptions, make_plan
 from hw_targets.loihi2.learning.emulator import LearningEmulator
-from hw_targets.loihi2.learning.engine import Stream, decay, weight_steps
+from hw_targets.loihi2.learning.engine import LearningSynapse, Stream, decay, weight_steps
 from hw_targets.loihi2.learning.plan import PRODUCT_SHIFT, choose_rate
 from hw_targets.loihi2.learning.session import schedule
 from cli_run import run_cli
@@ -160,6 +160,35 @@ def test_held_out_windows_do_not_change_weights_and_are_batched_alike():
     np.testing.assert_array_equal(alone.weights["fc1"], plan.layer("fc1").weights)
     assert not np.array_equal(run.weights["fc1"], plan.layer("fc1").weights)
     assert np.all(run.errors[:6] == 0) and np.any(run.errors[6:10] != 0)
+
+
+def test_inputs_summed_ahead_equal_fresh_sums(monkeypatch):
+    """Fixed point: the learning windows' static inputs summed AHEAD at a time and corrected by
+    the updates made since give the run that sums every window afresh, bit for bit (also across
+    learning runs cut by held-out windows)."""
+    graph = mlp()
+    plan, x, labels, _ = _plan(graph, "fixed", ("fc1", "fc2"), lr=0.5, n=40)
+    flags = np.ones(40, bool)
+    flags[[0, 11, 12, 25]] = False
+    runs, prefetched = [], []
+    prefetch = LearningSynapse.prefetch
+    monkeypatch.setattr(LearningSynapse, "prefetch",
+                        lambda self, pre, windows: (prefetched.append(list(windows)), prefetch(self, pre, windows)))
+    for exact in (True, False):
+        with monkeypatch.context() as m:
+            m.setattr(LearningSynapse, "exact_sums", property(lambda self, e=exact: e and self.fixed))
+            runs.append(LearningEmulator(plan).run(x, labels, flags))
+    ahead, fresh = runs
+    assert prefetched[:3] == [[1, 2, 3, 4, 5, 6, 7, 8], [9, 10], [13, 14, 15, 16, 17, 18, 19, 20]]
+    for name in ahead.weights:
+        np.testing.assert_array_equal(ahead.weights[name], fresh.weights[name])
+        assert not np.array_equal(ahead.weights[name], plan.layer(name).weights)
+    np.testing.assert_array_equal(ahead.logits, fresh.logits)
+    np.testing.assert_array_equal(ahead.errors, fresh.errors)
+    syn = LearningSynapse(plan.layer("fc1").weights, 1, -7, 1, True, 0)
+    syn.prefetch(np.ones((2, 4, syn.matrix_t.shape[0]), np.int16), [3, 4])
+    with pytest.raises(RuntimeError, match="window 5 asked for, 3 prefetched next"):
+        syn.forward_next(np.ones((1, 4, syn.matrix_t.shape[0]), np.int16), 5)
 
 
 def test_feasibility_flags_an_epoch_longer_than_63_steps():

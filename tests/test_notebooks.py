@@ -182,10 +182,17 @@ def test_learning_notebook_shows_the_benchmarked_numbers() -> None:
     assert (live["learning_samples"], live["heldout_samples"]) == (task["stream"], task["heldout"])
     recorded = task[f"{live['backend']}_{live['precision']}"]
     assert (live["accuracy_before"], live["accuracy_after"]) == (recorded["accuracy_before"], recorded["accuracy_after"])
-    records = [task["torch"], task["emulator_fixed"], task["emulator_float"],
-               *(v for k, v in lava.items() if k.startswith(("torch_", "lava_")))]
+    records, sizes = [task["torch"], task["emulator_fixed"], task["emulator_float"]], {(task["stream"], task["heldout"])}
+    for key, run in lava.items():  # each Lava run, and torch once per size
+        if key.startswith("lava_"):
+            stream, heldout = key.split("_")[2:]
+            if (int(stream), int(heldout)) not in sizes:
+                sizes.add((int(stream), int(heldout)))
+                records.append(lava[f"torch_{stream}_{heldout}"])
+            records.append(run)
     shown = [(r["accuracy_before"], r["accuracy_after"]) for r in s["task"].values()]
     assert sorted(shown) == sorted((r["accuracy_before"], r["accuracy_after"]) for r in records)
+    assert s["orders"] == {k: bench["orders"][k]["mean_gain"] for k in ("torch", "emulator_fixed", "emulator_float")}
     fid = bench["fidelity"]
     for layer, cos in s["fidelity"].items():
         assert cos["fixed, mean of 16"] == fid["fixed"][layer]["mean_of_repeats"]

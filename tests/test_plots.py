@@ -41,6 +41,15 @@ def test_accuracy_and_rate_bars_show_the_given_values() -> None:
     assert bars(fig.axes[0]) == {"torch (CPU)": pytest.approx([0.17, 0.14]), "Lava fixed_pt": pytest.approx([0.16, 0.15])}
 
 
+def test_learning_gains_show_each_order_and_the_mean() -> None:
+    fig = plots.learning_gains({"torch": [0.40, 0.30, 0.35], "emulator fixed_pt": [0.36, 0.28, 0.32]})
+    a = fig.axes[0]
+    assert [c.patches[0].get_height() for c in a.containers] == pytest.approx([35.0, 32.0])
+    dots = [list(line.get_ydata()) for line in a.get_lines()]
+    assert dots == [pytest.approx([40.0, 30.0, 35.0]), pytest.approx([36.0, 28.0, 32.0])]
+    assert [t.get_text() for t in a.get_xticklabels()] == ["torch", "emulator fixed_pt"]
+
+
 def test_cost_rows_carry_new_methods_and_fields() -> None:
     data = {"rows": [
         {"net": "convnet", "batch": 32, "T": 4, "method": "bptt", "time_s": 0.2, "peak_bytes": 3 * 2 ** 20, "saved_bytes": 2 ** 20},

@@ -29,6 +29,9 @@ from .plan import COUNT_OFFSET, ERROR_OFFSET, LearningPlan
 
 PRE_RECORD = ("spikes", "active")
 """Per window, a pre population: spikes (pooled count for a relay) and neurons with any."""
+AHEAD = 8
+"""Learning windows whose static inputs are summed in one product (fixed point; each window's
+sum then takes the updates made since its prefetch: a few small products)."""
 FACTOR_RECORD = ("saturated", "zero", "abs_sum", "nonzero")
 """Per window, a third factor (readout error or hidden delta) as sent: clipped, zero, sum of
 |values| and count of non-zero values."""
@@ -175,10 +178,21 @@ class LearningEmulator:
         return LearningSynapse(layer.weights, layer.mantissa, layer.exponent, COUNT_OFFSET,
                                self.fixed, self.plan.options.seed, layer.max_count)
 
+    def _static_sum(self, syn: LearningSynapse, pre: np.ndarray, idx: np.ndarray,
+                    ahead: np.ndarray | None) -> np.ndarray:
+        """Summed input of a learning layer whose pre activity is known in advance (``pre``, all
+        windows); ``ahead``: the learning windows from ``idx`` on to prefetch in one product."""
+        if ahead is None or not syn.exact_sums:
+            return syn.forward(pre[idx])
+        if not syn.prefetched:
+            syn.prefetch(pre[ahead], ahead)
+        return syn.forward_next(pre[idx], int(idx[0]))
+
     def _forward(self, weights: dict[str, np.ndarray], head: _Head, idx: np.ndarray,
-                 with_kappa: bool) -> dict:
+                 with_kappa: bool, ahead: np.ndarray | None = None) -> dict:
         """The head's forward pass for windows ``idx`` with fixed weights: spike counts, the
-        readout's v, and kappa of the hidden populations (if asked)."""
+        readout's v, and kappa of the hidden populations (if asked). ``ahead``: see
+        ``_static_sum`` (one learning window at a time)."""
         plan, T, fixed = self.plan, self.T, self.fixed
         b = len(idx)
         out: dict = {"counts": {}, "kappa": {}, "spikes": {}}
@@ -188,7 +202,8 @@ class LearningEmulator:
             pop = self.pops[name]
             layer = self.layer_of[name]
             a = head.frozen[name][idx].copy()
-            a += self._shift(weights[layer.name].forward(head.pre[layer.pre][idx]), layer.weight_exp)
+            a += self._shift(self._static_sum(weights[layer.name], head.pre[layer.pre], idx, ahead),
+                             layer.weight_exp)
             st = LIFState(pop, b, fixed)
             h = self.hidden[name]
             elig = Eligibility(plan.options.kappa, plan.options.alpha, h.lam, st.threshold,
@@ -210,8 +225,9 @@ class LearningEmulator:
             layer = self.layer_of.get(ro.name)
             if layer is not None and layer.group == i:
                 src = out["spikes"].get(layer.pre)
-                src = head.pre[layer.pre][idx] if src is None else src
-                a += self._shift(weights[layer.name].forward(src), layer.weight_exp)
+                acc = self._static_sum(weights[layer.name], head.pre[layer.pre], idx, ahead) \
+                    if src is None else weights[layer.name].forward(src)
+                a += self._shift(acc, layer.weight_exp)
             elif syn.source in self.dynamic:
                 a += self._shift(self._static[ro.name, i].forward(out["spikes"][syn.source]),
                                  syn.weight_exp)
@@ -250,12 +266,19 @@ class LearningEmulator:
         frozen = time.perf_counter() - start
         st = self._state(len(images))
         learn = np.asarray(learn, bool)
+        stop = np.flatnonzero(~np.r_[learn, False])  # windows that do not learn, and the end
         with threadpool_limits(1):  # small products, window after window: threads only wait
             k = 0
             while k < len(images):
-                # a run of windows that do not learn goes batched; a learning window alone
-                end = k + 1 if learn[k] else k + int(np.argmax(np.r_[learn[k:], True]))
-                self._window(st, head, np.arange(k, end), labels, bool(learn[k]))
+                # a run of windows that do not learn goes batched; a learning window alone,
+                # with the next learning windows' known inputs summed ahead
+                if learn[k]:
+                    end = k + 1
+                    last = min(k + AHEAD, int(stop[np.searchsorted(stop, k)]))
+                    self._window(st, head, np.arange(k, end), labels, True, np.arange(k, last))
+                else:
+                    end = k + int(np.argmax(np.r_[learn[k:], True]))
+                    self._window(st, head, np.arange(k, end), labels, False)
                 if progress is not None:
                     progress(end - k)
                 k = end
@@ -284,9 +307,9 @@ class LearningEmulator:
             neuron_counts={name: [] for name in plan.impulse} if self.record_neurons else None)
 
     def _window(self, st: "_RunState", head: _Head, idx: np.ndarray, labels: np.ndarray,
-                learns: bool) -> None:
+                learns: bool, ahead: np.ndarray | None = None) -> None:
         """Windows ``idx`` (several only if none learns): forward, records, the update."""
-        out = self._forward(st.syn, head, idx, learns)
+        out = self._forward(st.syn, head, idx, learns, ahead)
         st.logits[idx] = self.plan.chip.logits(out["v"])
         u_err = st.error.draw(len(idx))
         u_delta = {h: tf.draw(len(idx)) for h, tf in st.delta.items()}

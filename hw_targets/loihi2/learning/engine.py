@@ -20,6 +20,8 @@ every LearningDense of a graph rounds with the same numbers.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.linalg import blas
 
@@ -119,6 +121,8 @@ class LearningSynapse:
     def set(self, weights: np.ndarray) -> None:
         """Replace the weights ([post, pre]; a host write)."""
         self.matrix_t = np.ascontiguousarray(np.asarray(weights).T, dtype=self.dtype)
+        self._ahead: list[tuple[int, np.ndarray]] = []
+        self._changes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     @property
     def weights(self) -> np.ndarray:
@@ -136,6 +140,38 @@ class LearningSynapse:
         else:
             out = flat.astype(self.dtype) @ self.matrix_t
         return out.reshape(b, T, -1)
+
+    @property
+    def exact_sums(self) -> bool:
+        """Are forward sums exact integers whatever their order (fixed point in float32)?"""
+        return self.fixed and self.dtype == np.float32
+
+    def prefetch(self, pre: np.ndarray, windows: Sequence[int]) -> None:
+        """The summed inputs of coming ``windows`` whose activity ``pre`` [K, T, n_pre] is known,
+        at today's weights, in one product (the weights are read once, not K times);
+        :meth:`forward_next` then adds the changes made since. Only where sums are exact in any
+        order (``exact_sums``), so the result equals a fresh :meth:`forward` bit for bit."""
+        if not self.exact_sums:
+            raise ValueError("prefetch needs fixed-point weights summed exactly in float32")
+        self._ahead = list(zip(windows, self.forward(pre)))
+        self._changes = []
+
+    def forward_next(self, pre: np.ndarray, window: int) -> np.ndarray:
+        """Summed input [1, T, n_post] of prefetched ``window`` (the next one), whose activity is
+        ``pre`` [1, T, n_pre], at the current weights."""
+        expected, acc = self._ahead.pop(0)
+        if expected != window:
+            raise RuntimeError(f"window {window} asked for, {expected} prefetched next")
+        for cols, rows, change in self._changes or ():
+            acc[:, rows] += pre[0][:, cols].astype(self.dtype) @ change
+        if not self._ahead:
+            self._changes = None  # nothing left to correct
+        return acc[None]
+
+    @property
+    def prefetched(self) -> int:
+        """Windows prefetched and not yet read."""
+        return len(self._ahead)
 
     def epoch(self, steps: int, step: int, epoch: int, x1: np.ndarray, y: np.ndarray) -> None:
         """Apply one epoch's update. ``x1``: pre traces at the epoch end; ``y``: the signed post
@@ -166,7 +202,9 @@ class LearningSynapse:
                                self.exponent, rw).astype(self.dtype)
         at = (cols[:, None] * self.matrix_t.shape[1] + rows).ravel()
         flat = self.matrix_t.reshape(-1)
-        block = flat.take(at)
-        block += changes[which[cols]].ravel()
+        before = flat.take(at)
+        block = before + changes[which[cols]].ravel()
         np.minimum(np.maximum(block, WEIGHT_MIN, out=block), WEIGHT_MAX, out=block)
         flat.put(at, block)
+        if self._changes is not None:  # prefetched sums still to correct
+            self._changes.append((cols, rows, (block - before).reshape(cols.size, rows.size)))
