@@ -173,6 +173,15 @@ def torch_adaptation(graph, stream, heldout, lr: dict) -> dict:
             "seconds_per_sample": seconds / len(stream[0])}
 
 
+def _frozen_front(plan, stream, heldout):
+    """The frozen layers run once on the held-out and stream images (the held-out ones once,
+    not twice); returns the emulator's inputs for the task's windows with the stream in a given
+    order: held-out, stream, held-out again."""
+    head = LearningEmulator(plan).head_inputs(np.concatenate([heldout[0], stream[0]]))
+    n = len(heldout[0])
+    return lambda order: head.take(np.r_[np.arange(n), n + order, np.arange(n)])
+
+
 def _task_run(graph, lr: dict, backend: str, precision: str, stream, heldout, ref: dict,
               frozen=None) -> dict:
     layers = tuple(lr)
@@ -206,8 +215,7 @@ def task(graph, lr: dict, stream: int, heldout: int, precisions: tuple[str, ...]
     for precision in precisions:
         start = time.perf_counter()  # conv layers once per precision, outside the timed head
         plan = make_plan(graph, precision, LearnOptions(layers, lr))
-        frozen = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0]])).take(
-            np.r_[np.arange(heldout + stream), np.arange(heldout)])  # held-out images once
+        frozen = _frozen_front(plan, s, h)(np.arange(stream))
         frozen_seconds = time.perf_counter() - start
         out[f"emulator_{precision}"] = _task_run(graph, lr, "emulator", precision, s, h,
                                                  out["torch"], frozen)
@@ -231,12 +239,11 @@ def orders(graph, lr: dict, stream: int, heldout: int, count: int,
         print("orders torch", len(gains["torch"]), gains["torch"][-1], file=sys.stderr)
     for precision in precisions:
         plan = make_plan(graph, precision, LearnOptions(layers, lr))
-        head = LearningEmulator(plan).head_inputs(np.concatenate([h[0], s[0]]))
+        front = _frozen_front(plan, s, h)
         gains[f"emulator_{precision}"] = []
         for perm in perms:
-            frozen = head.take(np.r_[np.arange(heldout), heldout + perm, np.arange(heldout)])
             r = learn(graph, (s[0][perm], s[1][perm]), h, LearnOptions(layers, lr), "emulator",
-                      precision, frozen=frozen).report
+                      precision, frozen=front(perm)).report
             gains[f"emulator_{precision}"].append(r["gain"])
             print("orders", precision, len(gains[f"emulator_{precision}"]), r["gain"], file=sys.stderr)
     return {"shift": "invert (x -> 1 - x)", "layers": list(layers), "lr": lr, "stream": stream,

@@ -92,16 +92,18 @@ class _Head:
     frozen: dict[str, np.ndarray]
     """Per head population: summed input [S, T, n] from frozen groups of static sources."""
     counts: dict[str, np.ndarray] = field(default_factory=dict)
-    """Per static pre population: activity summed over the window [S, n] (what x1 carries)."""
+    """Per static pre population: activity summed over the window [S, n] (what x1 carries);
+    summed from ``pre`` unless given."""
 
     def __post_init__(self) -> None:
-        self.counts = {name: a.sum(axis=1, dtype=np.int32 if a.dtype.kind in "bui" else a.dtype)
-                       for name, a in self.pre.items()}
+        self.counts = self.counts or {
+            name: a.sum(axis=1, dtype=np.int32 if a.dtype.kind in "bui" else a.dtype)
+            for name, a in self.pre.items()}
 
     def take(self, order: np.ndarray) -> "_Head":
         """The same inputs for the samples ``order`` (e.g. a stream in another order)."""
-        return _Head({k: v[order] for k, v in self.pre.items()},
-                     {k: v[order] for k, v in self.frozen.items()})
+        return _Head(*({k: v[order] for k, v in part.items()}
+                       for part in (self.pre, self.frozen, self.counts)))
 
 
 class LearningEmulator:

@@ -176,22 +176,21 @@ class LearningSynapse:
     def epoch(self, steps: int, step: int, epoch: int, x1: np.ndarray, y: np.ndarray) -> None:
         """Apply one epoch's update. ``x1``: pre traces at the epoch end; ``y``: the signed post
         factor (y2 - y3, or y1), each as Lava's traces hold them; ``steps`` = t_epoch."""
+        rx, ry, rw = self.randoms.at(step, epoch) if self.fixed else (None, None, None)
+        y = np.asarray(y, np.int64 if self.fixed else float)
+        yd = np.sign(y) * decay(np.abs(y), steps, ry)  # y2 (y > 0) and y3 (y < 0) decay alike
         if not self.fixed:
             f = decay(x1, steps, None) - self.offset
-            yd = decay(np.maximum(y, 0), steps, None) - decay(np.maximum(-y, 0), steps, None)
             c = self.sign_mantissa * 2.0 ** self.exponent
             if np.any(f) and np.any(yd):  # rank-1 update in place ([post, pre] column-major view)
                 blas.dger(c, yd, f, a=self.matrix_t.T, overwrite_a=True)
             return
-        rx, ry, rw = self.randoms.at(step, epoch)
         # decay is element-wise with one random number per epoch, and a pre trace takes few
-        # values (offset + k * count): decay each value once; y2 and y3 decay alike
+        # values (offset + k * count): decay each value once
         x1 = np.asarray(x1, np.int64)
         low = int(x1.min())
         factor = np.clip(decay(np.arange(low, int(x1.max()) + 1), steps, rx) - self.offset,
                          FACTOR_MIN, FACTOR_MAX)
-        y = np.asarray(y, np.int64)
-        yd = np.sign(y) * decay(np.abs(y), steps, ry)
         which = x1 - low
         rows, cols = np.flatnonzero(yd), np.flatnonzero(factor[which])
         if not rows.size or not cols.size:
